@@ -1,0 +1,186 @@
+"""The exceptions causal_pp raises.
+
+Every error is a subclass of :class:`CausalPPError`, so ``except CausalPPError`` catches
+anything this library refuses. Errors about bad input also subclass :class:`ValueError`
+(or :class:`TypeError`), so code written against plain Python conventions keeps working.
+Each message names the offending thing and says how to fix it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = [
+    "CausalPPError",
+    "GraphError",
+    "GraphParseError",
+    "CyclicGraphError",
+    "SelfLoopError",
+    "DuplicateNodeError",
+    "InvalidNodeNameError",
+    "UnknownVariableError",
+    "QueryError",
+    "LatentVariableQueryError",
+    "OverlappingQueryError",
+    "EmptyInterventionError",
+    "NotIdentifiableError",
+    "ModelGraphMismatchError",
+    "InterventionError",
+    "DataError",
+    "MissingColumnError",
+    "LatentColumnError",
+    "UnexpectedColumnError",
+    "NonFiniteDataError",
+    "NonNumericDataError",
+    "UnequalLengthError",
+    "EmptyDataError",
+    "DeviceError",
+    "InferenceError",
+]
+
+
+class CausalPPError(Exception):
+    """Base class of every error raised by causal_pp."""
+
+
+# --- graphs -----------------------------------------------------------------------------
+
+
+class GraphError(CausalPPError, ValueError):
+    """A causal graph is malformed."""
+
+
+class GraphParseError(GraphError):
+    """A graph string passed to :meth:`CausalGraph.parse` cannot be read."""
+
+
+class CyclicGraphError(GraphError):
+    """The edges contain a directed cycle; ``.cycle`` lists its nodes in order."""
+
+    def __init__(self, message: str, cycle: tuple[str, ...]) -> None:
+        super().__init__(message)
+        self.cycle = cycle
+
+
+class SelfLoopError(GraphError):
+    """An edge points from a node to itself."""
+
+
+class DuplicateNodeError(GraphError):
+    """A node name is given twice in ``nodes=``."""
+
+
+class InvalidNodeNameError(GraphError, TypeError):
+    """A node name is empty, not a string, or contains characters a graph string cannot hold."""
+
+
+class UnknownVariableError(CausalPPError, ValueError):
+    """A name refers to no node of the graph (or no site of the model)."""
+
+
+# --- queries ----------------------------------------------------------------------------
+
+
+class QueryError(CausalPPError, ValueError):
+    """A causal query is malformed or does not fit its graph."""
+
+
+class LatentVariableQueryError(QueryError):
+    """A query intervenes on, conditions on, or asks about a latent (never observed) variable."""
+
+
+class OverlappingQueryError(QueryError):
+    """The same variable plays two roles in a query (e.g. it is both outcome and treatment)."""
+
+
+class EmptyInterventionError(QueryError):
+    """A query has an empty ``do``."""
+
+
+class NotIdentifiableError(CausalPPError):
+    """The query cannot be computed from the distribution of the observed variables.
+
+    Attributes
+    ----------
+    query
+        The refused query.
+    graph
+        The :class:`~causal_pp.CausalGraph` the query was asked of.
+    admg
+        The latent projection (a y0 ``NxMixedGraph``) on which identification was decided.
+    reason
+        The plain-words reason (also the tail of the message).
+    """
+
+    def __init__(
+        self, message: str, *, query: Any = None, graph: Any = None, admg: Any = None, reason: str = ""
+    ) -> None:
+        super().__init__(message)
+        self.query = query
+        self.graph = graph
+        self.admg = admg
+        self.reason = reason
+
+
+# --- models -----------------------------------------------------------------------------
+
+
+class ModelGraphMismatchError(CausalPPError):
+    """The Pyro program does not encode the DAG attached to it.
+
+    ``.problems`` lists one human-readable line per offending site or edge.
+    """
+
+    def __init__(self, message: str, problems: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.problems = problems
+
+
+class InterventionError(CausalPPError, ValueError):
+    """An intervention targets something that cannot be intervened on."""
+
+
+# --- data -------------------------------------------------------------------------------
+
+
+class DataError(CausalPPError, ValueError):
+    """Observational data cannot be used to fit the model."""
+
+
+class MissingColumnError(DataError):
+    """An observed variable of the graph has no column in the data."""
+
+
+class LatentColumnError(DataError):
+    """The data holds a column for a latent variable, which by definition is never observed."""
+
+
+class UnexpectedColumnError(DataError):
+    """The data holds a column that is not a variable of the graph."""
+
+
+class NonFiniteDataError(DataError):
+    """A column holds NaN or infinite values."""
+
+
+class NonNumericDataError(DataError):
+    """A column is not numeric."""
+
+
+class UnequalLengthError(DataError):
+    """Columns have different numbers of rows."""
+
+
+class EmptyDataError(DataError):
+    """The data has no rows."""
+
+
+# --- runtime ----------------------------------------------------------------------------
+
+
+class DeviceError(CausalPPError, RuntimeError):
+    """The requested torch device is not available."""
+
+
+class InferenceError(CausalPPError, RuntimeError):
+    """Inference could not run or produced unusable output."""
