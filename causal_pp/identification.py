@@ -19,6 +19,7 @@ y0's: it is known to be numerically wrong on some graphs (e.g. the napkin).
 from __future__ import annotations
 
 import contextlib
+import itertools as itt
 import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -56,24 +57,58 @@ def _remove_in_edges_keeping_nodes(self: NxMixedGraph, vertices: Any) -> NxMixed
     )
 
 
+def _m_separated(graph: NxMixedGraph, a: Any, b: Any, *, conditions: Iterable[Any] = ()) -> bool:
+    """Whether ``a`` and ``b`` are m-separated given ``conditions`` in an ADMG.
+
+    Replaces y0 0.2.11's ``are_d_separated`` inside IDC: y0 moralises only along directed
+    edges, so it misses collider paths through bidirected edges (``Y -> C <-> Z`` given ``C``)
+    and lets rule 2 fire where it does not hold. Here: the augmented (moral) graph of the
+    ancestral set of ``{a, b} ∪ conditions`` joins every two nodes of ``D ∪ pa(D)`` for each
+    district ``D`` (Richardson 2003), then ``a`` and ``b`` are separated iff no path avoids
+    ``conditions``.
+    """
+    conditions = set(conditions)
+    keep = graph.ancestors_inclusive({a, b} | conditions)
+    sub = graph.subgraph(keep)
+    moral = nx.Graph()
+    moral.add_nodes_from(sub.nodes())
+    moral.add_edges_from(sub.directed.edges())
+    moral.add_edges_from(sub.undirected.edges())
+    for district in sub.districts():
+        closure = set(district)
+        for v in district:
+            closure.update(sub.directed.predecessors(v))
+        moral.add_edges_from(itt.combinations(closure, 2))
+    moral.remove_nodes_from(conditions - {a, b})
+    return not nx.has_path(moral, a, b)
+
+
 @contextlib.contextmanager
 def _y0_mutilation_keeps_nodes() -> Iterator[None]:
-    """Patch ``NxMixedGraph.remove_in_edges`` so a mutilation keeps every node (y0 pitfall #3).
+    """Patch two y0 0.2.11 bugs for the duration of one call, under a lock, always restoring.
 
-    y0 0.2.11 builds the mutilated graph from the intervened nodes plus the edges that remain,
-    so nodes left without edges vanish and ID/IDC crash with KeyError. y0 re-creates plain
-    ``NxMixedGraph`` objects inside its algorithms, so a subclass cannot carry the fix; the
-    method is swapped for the duration of our call only, under a lock, and always restored.
+    1. ``NxMixedGraph.remove_in_edges`` builds the mutilated graph from the intervened nodes
+       plus the edges that remain, so nodes left without edges vanish and ID/IDC crash with
+       KeyError (y0 pitfall #3). y0 re-creates plain ``NxMixedGraph`` objects inside its
+       algorithms, so a subclass cannot carry the fix; the method is swapped.
+    2. IDC's rule-2 test calls ``are_d_separated``, which ignores collider paths through
+       bidirected edges; it is swapped for :func:`_m_separated` in ``y0.algorithm.identify.id_c``.
+       Unpatched, IDC wrongly refuses some identifiable conditional queries and (masked by
+       our own check) wrongly accepts some that are not identifiable.
     """
+    from y0.algorithm.identify import id_c
     from y0.graph import NxMixedGraph
 
     with _PATCH_LOCK:
         original = NxMixedGraph.remove_in_edges
+        original_dsep = id_c.are_d_separated
         NxMixedGraph.remove_in_edges = _remove_in_edges_keeping_nodes
+        id_c.are_d_separated = _m_separated
         try:
             yield
         finally:
             NxMixedGraph.remove_in_edges = original
+            id_c.are_d_separated = original_dsep
 
 
 def _y0_identify(
