@@ -1,0 +1,180 @@
+"""Convergence-study machinery: metrics, summaries, assertions, resume after interruption.
+
+These tests use a cheap stand-in case whose "posterior" is an exact Gaussian around the truth
+(identified) or around a biased value (not identified), so they check the study machinery, not
+inference. The statistical convergence of the real models is tested in test_convergence_cases.py.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from causal_pp import ATE, CausalGraph, CausalPPError, NotIdentifiableError
+from causal_pp.convergence import Study, study, wasserstein1
+
+GRAPH = CausalGraph.parse("U -> X; U -> Y; X -> M -> Y", latent=["U"])
+BOW = CausalGraph.parse("U -> X; U -> Y; X -> Y", latent=["U"])
+QUERY = ATE("X", "Y")
+
+
+@dataclass(frozen=True)
+class _Est:
+    mean: float
+    std: float
+    plugin: float
+    predictive: dict
+
+    def interval(self, prob: float) -> tuple[float, float]:
+        from scipy.stats import norm
+
+        z = norm.ppf(0.5 + prob / 2)
+        return self.mean - z * self.std, self.mean + z * self.std
+
+
+class _Posterior:
+    def __init__(self, n: int, seed: int, truth: float, bias: float) -> None:
+        self.n, self.seed, self.truth, self.bias = n, seed, truth, bias
+
+    def estimate(self, query, *, num_units, seed, allow_unidentified):
+        rng = np.random.default_rng(seed)
+        sd = 1.0 / np.sqrt(self.n)
+        mean = self.truth + self.bias + sd * rng.standard_normal()
+        pred = torch.as_tensor(mean + rng.standard_normal((20, 50)))
+        return _Est(mean, sd, mean + 0.1 * sd, {"Y[do(X=1)] (treated)": pred})
+
+
+class _Model:
+    def __init__(self, graph: CausalGraph, truth: float, bias: float, fail_after: int | None) -> None:
+        self.graph, self.truth, self.bias, self.fail_after, self.calls = graph, truth, bias, fail_after, 0
+
+    def fit(self, data, *, method, seed, device, progress, **kw):
+        self.calls += 1
+        if self.fail_after is not None and self.calls > self.fail_after:
+            raise KeyboardInterrupt
+        return _Posterior(len(data), seed, self.truth, self.bias)
+
+
+@dataclass(frozen=True)
+class _CQ:
+    query: ATE
+    truth: float
+    identified: bool
+
+
+class _Case:
+    def __init__(
+        self, name: str, graph: CausalGraph, identified: bool, bias: float = 0.0, fail_after=None
+    ) -> None:
+        self.name = name
+        self.queries = {"ate": _CQ(QUERY, 2.0, identified)}
+        self.model = _Model(graph, 2.0, bias, fail_after)
+
+    def simulate(self, n: int, *, seed: int) -> pd.DataFrame:
+        return pd.DataFrame({"X": np.zeros(n)})
+
+    def truth_samples(self, qname: str, n: int, seed: int) -> np.ndarray:
+        return 2.0 + np.random.default_rng(seed).standard_normal(n)
+
+
+def test_wasserstein_matches_scipy() -> None:
+    from scipy.stats import wasserstein_distance
+
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=301), rng.normal(0.5, 2.0, size=157)
+    assert wasserstein1(a, b) == pytest.approx(wasserstein_distance(a, b), rel=1e-12)
+    assert wasserstein1(a, a) == 0.0
+
+
+def test_identified_stub_converges_and_summary_has_per_n_rows() -> None:
+    s = study(_Case("stub", GRAPH, True), sizes=[100, 400, 1600, 6400], replicates=4, progress=False)
+    assert isinstance(s, Study)
+    assert list(s.summary().index) == [100, 400, 1600, 6400]
+    _slope, lo, hi = s.slope()
+    assert lo < -0.5 < hi and hi < 0  # the stub's error scales like N^-1/2
+    # tolerance from the stub's known posterior SD at the largest N (1/sqrt(N)), times 3
+    s.assert_converges(tol=3 / np.sqrt(6400))
+    with pytest.raises(AssertionError, match="does not converge"):
+        s.assert_converges(tol=1e-9)
+
+
+def test_biased_stub_does_not_converge() -> None:
+    bias = 0.7
+    s = study(
+        _Case("bow", BOW, False, bias=bias),
+        sizes=[100, 1600],
+        replicates=3,
+        progress=False,
+        allow_unidentified=True,
+    )
+    s.assert_not_converging(bound=bias / 2)
+    with pytest.raises(AssertionError, match="does not converge"):
+        s.assert_converges(tol=bias / 2)
+    with pytest.raises(AssertionError, match="should not converge"):
+        study(
+            _Case("ok", GRAPH, True), sizes=[100, 1600], replicates=3, progress=False
+        ).assert_not_converging(bound=0.5)
+
+
+def test_unidentified_query_is_refused_without_opt_in() -> None:
+    with pytest.raises(NotIdentifiableError):
+        study(_Case("bow", BOW, False), sizes=[10], replicates=1, progress=False)
+
+
+def test_interrupted_study_resumes_to_the_same_table(tmp_path: Path) -> None:
+    kwargs = dict(sizes=[50, 200, 800], replicates=3, seed=7, progress=False)
+    full = study(_Case("stub", GRAPH, True), out=tmp_path / "full", **kwargs)
+
+    out = tmp_path / "resumed"
+    with pytest.raises(KeyboardInterrupt):
+        study(_Case("stub", GRAPH, True, fail_after=4), out=out, **kwargs)
+    lines = (out / "results.jsonl").read_text().splitlines()
+    assert len(lines) == 4  # the finished cells were kept
+    # a torn write at the kill is dropped on resume
+    with (out / "results.jsonl").open("a") as fh:
+        fh.write('{"target": "stub/ate", "n": 8')
+    case = _Case("stub", GRAPH, True)
+    resumed = study(case, out=out, **kwargs)
+    assert case.model.calls == 9 - 4  # only the missing cells were fitted
+    cols = [c for c in full.table.columns if c != "fit_seconds"]
+    pd.testing.assert_frame_equal(full.table[cols], resumed.table[cols])
+    assert len((out / "results.jsonl").read_text().splitlines()) == 9
+    assert all(json.loads(x) for x in (out / "results.jsonl").read_text().splitlines())
+
+
+def test_same_seed_same_numbers_different_seed_different() -> None:
+    a = study(_Case("stub", GRAPH, True), sizes=[50, 100], replicates=2, seed=1, progress=False).table
+    b = study(_Case("stub", GRAPH, True), sizes=[50, 100], replicates=2, seed=1, progress=False).table
+    c = study(_Case("stub", GRAPH, True), sizes=[50, 100], replicates=2, seed=2, progress=False).table
+    assert a["mean"].tolist() == b["mean"].tolist()
+    assert a["mean"].tolist() != c["mean"].tolist()
+
+
+def test_report_writes_plot_and_markdown(tmp_path: Path) -> None:
+    s = study(_Case("stub", GRAPH, True), sizes=[50, 200], replicates=2, progress=False)
+    png, md = s.report(tmp_path)
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    text = md.read_text()
+    assert "log-log slope" in text and "| 50 |" in text
+    assert not list(tmp_path.glob("*.tmp"))
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"sizes": []}, "sizes"),
+        ({"sizes": [1]}, "sizes"),
+        ({"replicates": 0}, "replicates"),
+        ({"query": "nope"}, "no query"),
+    ],
+)
+def test_bad_arguments(kwargs: dict, match: str) -> None:
+    args = {"sizes": [10], "replicates": 1, "progress": False, **kwargs}
+    with pytest.raises(CausalPPError, match=match):
+        study(_Case("stub", GRAPH, True), **args)
