@@ -91,7 +91,7 @@ class CausalGraph:
     True
     """
 
-    __slots__ = ("_nodes", "_edges", "_latent", "__dict__")
+    __slots__ = ("__dict__", "_edges", "_latent", "_nodes")
 
     def __init__(
         self,
@@ -111,9 +111,16 @@ class CausalGraph:
                 raise DuplicateNodeError(f"node {n!r} is listed twice in nodes=; list each node once.")
             seen_explicit.add(n)
             order[n] = None
-        edge_list: list[tuple[str, str]] = []
+        edge_list: dict[tuple[str, str], None] = {}
+        if isinstance(edges, str):
+            raise GraphError(
+                f"edges must be (parent, child) pairs; got the string {edges!r}. "
+                "Use CausalGraph.parse() to read a graph string."
+            )
         for e in edges:
             try:
+                if isinstance(e, str):  # "XY" would unpack into ("X", "Y")
+                    raise TypeError
                 a, b = e
             except (TypeError, ValueError):
                 raise GraphError(f"an edge must be a (parent, child) pair; got {e!r}.") from None
@@ -126,8 +133,7 @@ class CausalGraph:
                 )
             order.setdefault(a, None)
             order.setdefault(b, None)
-            if (a, b) not in edge_list:
-                edge_list.append((a, b))
+            edge_list[(a, b)] = None
         latent_set = []
         for u in latent:
             _check_name(u, "latent")
@@ -146,7 +152,7 @@ class CausalGraph:
         except nx.NetworkXNoCycle:
             cycle = None
         if cycle:
-            path = tuple(a for a, _ in cycle) + (cycle[0][0],)
+            path = (*(a for a, _ in cycle), cycle[0][0])
             raise CyclicGraphError(
                 f"the graph has a directed cycle {' -> '.join(path)}; a causal DAG must be acyclic. "
                 "Remove one of these edges.",
@@ -189,9 +195,8 @@ class CausalGraph:
                         f"cannot read {stmt!r}: {nm!r} is not a node name. Write edges as "
                         "'A -> B', chains as 'A -> B -> C', and separate statements with ';'."
                     )
-            if len(names) == 1:
-                if names[0] not in nodes:
-                    nodes.append(names[0])
+            if len(names) == 1 and names[0] not in nodes:
+                nodes.append(names[0])
             for (a, b), arrow in zip(itt.pairwise(names), arrows, strict=True):
                 if arrow == "->":
                     edges.append((a, b))
@@ -223,9 +228,7 @@ class CausalGraph:
         ('X', 'Y')
         """
         if not isinstance(graph, nx.DiGraph) or graph.is_multigraph():
-            raise GraphError(
-                f"from_networkx() takes a networkx.DiGraph; got {type(graph).__name__}."
-            )
+            raise GraphError(f"from_networkx() takes a networkx.DiGraph; got {type(graph).__name__}.")
         if latent is None:
             latent = [n for n, d in graph.nodes(data=True) if d.get("hidden") or d.get("latent")]
         return cls(list(graph.edges), latent=latent, nodes=list(graph.nodes))
@@ -345,6 +348,10 @@ class CausalGraph:
             mapping[n] = safe
         return mapping
 
+    @cached_property
+    def _y0_inverse(self) -> dict[str, str]:
+        return {v: k for k, v in self._y0_names.items()}
+
     def to_y0(self, name: str) -> Variable:
         """The y0 ``Variable`` standing for node ``name`` (names y0 reserves are mapped)."""
         from y0.dsl import Variable
@@ -355,37 +362,69 @@ class CausalGraph:
     def from_y0(self, variable: Variable | str) -> str:
         """The node name of a y0 ``Variable`` made by :meth:`to_y0`."""
         key = getattr(variable, "name", variable)
-        inverse = {v: k for k, v in self._y0_names.items()}
         try:
-            return inverse[key]
+            return self._y0_inverse[key]
         except KeyError:
             raise UnknownVariableError(f"y0 variable {key!r} is not a node of this graph.") from None
 
     @cached_property
-    def _admg(self) -> NxMixedGraph:
-        from y0.algorithm.simplify_latent import simplify_latent_dag
-        from y0.graph import DEFAULT_TAG, NxMixedGraph
+    def _projection(self) -> tuple[tuple[tuple[str, str], ...], tuple[tuple[str, str], ...]]:
+        """The latent projection in node names: (directed edges, bidirected pairs), sorted.
 
-        # y0 wants Variable nodes and mutates its argument (pitfall #2): build a private copy.
-        dag = nx.DiGraph()
-        for n in self._nodes:
-            dag.add_node(self.to_y0(n), **{DEFAULT_TAG: n in self._latent})
-        dag.add_edges_from((self.to_y0(a), self.to_y0(b)) for a, b in self._edges)
-        simplify_latent_dag(dag, tag=DEFAULT_TAG)
-        admg = NxMixedGraph.from_latent_variable_dag(dag, tag=DEFAULT_TAG)
-        # from_latent_variable_dag drops observed nodes left without edges (pitfall #1).
-        for n in self.observed:
-            admg.add_node(self.to_y0(n))
-        return admg
+        Computed here rather than with y0's ``simplify_latent_dag`` +
+        ``from_latent_variable_dag``: besides dropping isolated observed nodes (pitfall #1),
+        that route renames a latent ``U`` that has parents to ``U_prime`` and silently merges
+        it with an existing node of that name, turning an observed ``U_prime`` into a latent
+        and inventing directed edges.
+        """
+        g = self._nx
+        latent = self._latent
+
+        def reach(v: str) -> set[str]:
+            # Observed nodes reached from v along directed paths whose intermediates are latent.
+            out: set[str] = set()
+            seen: set[str] = set()
+            stack = list(g.successors(v))
+            while stack:
+                w = stack.pop()
+                if w in seen:
+                    continue
+                seen.add(w)
+                if w in latent:
+                    stack.extend(g.successors(w))
+                else:
+                    out.add(w)
+            return out
+
+        directed = sorted((a, b) for a in self.observed for b in reach(a))
+        bidirected: set[tuple[str, str]] = set()
+        for u in latent:
+            # A latent with a latent parent reaches a subset of what that parent reaches.
+            if any(p in latent for p in g.predecessors(u)):
+                continue
+            bidirected.update(itt.combinations(sorted(reach(u)), 2))
+        return tuple(directed), tuple(sorted(bidirected))
+
+    @cached_property
+    def _admg(self) -> NxMixedGraph:
+        from y0.graph import NxMixedGraph
+
+        directed, bidirected = self._projection
+        to_y0 = self.to_y0
+        return NxMixedGraph.from_edges(
+            nodes=[to_y0(n) for n in self.observed],
+            directed=[(to_y0(a), to_y0(b)) for a, b in directed],
+            undirected=[(to_y0(a), to_y0(b)) for a, b in bidirected],
+        )
 
     def to_admg(self) -> NxMixedGraph:
         """The latent projection as a y0 ``NxMixedGraph`` over the observed nodes.
 
         ``A -> B`` is kept when a directed path from observed ``A`` to observed ``B`` passes
         only through latent nodes; ``A <-> B`` is added when some latent node reaches both
-        along latent-only paths. Every observed node is kept, isolated ones included. Names
-        that y0 reserves (``P``, ``Q``, ``PP``) appear with a trailing underscore; use
-        :meth:`from_y0` to map back.
+        along latent-only paths (Verma & Pearl). Every observed node is kept, isolated ones
+        included. Names that y0 reserves (``P``, ``Q``, ``PP``) appear with a trailing
+        underscore; use :meth:`from_y0` to map back. Each call returns a fresh copy.
 
         Examples
         --------
@@ -396,14 +435,21 @@ class CausalGraph:
         a = self._admg
         return type(a)(directed=a.directed.copy(), undirected=a.undirected.copy())
 
+    @cached_property
+    def _projected_edges(self) -> tuple[frozenset[tuple[str, str]], frozenset[frozenset[str]]]:
+        directed, bidirected = self._projection
+        return frozenset(directed), frozenset(frozenset(p) for p in bidirected)
+
     def projected_edges(self) -> tuple[frozenset[tuple[str, str]], frozenset[frozenset[str]]]:
-        """The latent projection as plain names: (directed edges, bidirected pairs)."""
-        a = self._admg
-        directed = frozenset((self.from_y0(u), self.from_y0(v)) for u, v in a.directed.edges)
-        bidirected = frozenset(
-            frozenset((self.from_y0(u), self.from_y0(v))) for u, v in a.undirected.edges
-        )
-        return directed, bidirected
+        """The latent projection as plain names: (directed edges, bidirected pairs).
+
+        Examples
+        --------
+        >>> d, b = CausalGraph.parse("X -> M -> Y; X <-> Y").projected_edges()
+        >>> sorted(d), [sorted(p) for p in b]
+        ([('M', 'Y'), ('X', 'M')], [['X', 'Y']])
+        """
+        return self._projected_edges
 
     # --- display ------------------------------------------------------------------------
 
@@ -443,7 +489,12 @@ class CausalGraph:
         )
         if latent:
             coll = nx.draw_networkx_nodes(
-                g, pos, nodelist=list(latent), ax=ax, node_color="white", edgecolors="grey",
+                g,
+                pos,
+                nodelist=list(latent),
+                ax=ax,
+                node_color="white",
+                edgecolors="grey",
                 node_size=900,
             )
             coll.set_linestyle("--")
@@ -454,16 +505,21 @@ class CausalGraph:
 
     # --- value semantics ----------------------------------------------------------------
 
+    @cached_property
     def _key(self) -> tuple[Any, ...]:
         return (self._nodes, self._edges, tuple(sorted(self._latent)))
+
+    @cached_property
+    def _hash(self) -> int:
+        return hash(self._key)
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, CausalGraph):
             return NotImplemented
-        return self._key() == other._key()
+        return self is other or self._key == other._key
 
     def __hash__(self) -> int:
-        return hash(self._key())
+        return self._hash
 
     def __repr__(self) -> str:
         lat = f", latent={list(self.latent)}" if self._latent else ""
@@ -475,6 +531,8 @@ class CausalGraph:
             return
         raise AttributeError(f"CausalGraph is immutable; cannot set {name!r}. Build a new graph.")
 
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError(f"CausalGraph is immutable; cannot delete {name!r}.")
+
     def __reduce__(self) -> tuple[Any, ...]:
         return (CausalGraph, (self._edges, tuple(sorted(self._latent)), self._nodes))
-

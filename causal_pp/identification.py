@@ -23,12 +23,12 @@ import itertools as itt
 import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from typing import TYPE_CHECKING, Any
 
 import networkx as nx
 
-from .errors import CausalPPError, NotIdentifiableError
+from .errors import GraphError, NotIdentifiableError, QueryError
 from .graph import CausalGraph
 from .queries import ATE, Interventional
 
@@ -118,9 +118,7 @@ def _y0_identify(
 
     conditions = set(conditions)
     with _y0_mutilation_keeps_nodes():
-        return identify_outcomes(
-            admg, set(treatments), set(outcomes), conditions=conditions or None
-        )
+        return identify_outcomes(admg, set(treatments), set(outcomes), conditions=conditions or None)
 
 
 # --- our own criterion (independent of y0) ----------------------------------------------
@@ -201,9 +199,7 @@ def _tian_identify(admg: _ADMG, c: frozenset[str], t: frozenset[str]) -> _Hedge 
         t = next(d for d in admg.restrict(a).districts() if c <= d)
 
 
-def hedge_criterion(
-    admg: _ADMG, treatments: Iterable[str], outcomes: Iterable[str]
-) -> _Hedge | None:
+def hedge_criterion(admg: _ADMG, treatments: Iterable[str], outcomes: Iterable[str]) -> _Hedge | None:
     """Decide P(outcomes | do(treatments)) by the hedge criterion; returns a hedge or None.
 
     Implements the c-component factorisation of Tian & Pearl (2002) / Shpitser & Pearl (2006):
@@ -218,17 +214,21 @@ def hedge_criterion(
         t = next(s for s in big_districts if c <= s)
         hedge = _tian_identify(admg, c, t)
         if hedge is not None:
-            return _Hedge(hedge.big, hedge.small, _confounding_path(admg, hedge, x))
+            return _Hedge(hedge.big, hedge.small, _confounding_path(admg, hedge, x, y))
     return None
 
 
-def _confounding_path(admg: _ADMG, hedge: _Hedge, x: frozenset[str]) -> tuple[str, ...]:
-    """A bidirected path inside the hedge from a treatment to the outcome-side component."""
+def _confounding_path(
+    admg: _ADMG, hedge: _Hedge, x: frozenset[str], y: frozenset[str] = frozenset()
+) -> tuple[str, ...]:
+    """A shortest bidirected path inside the hedge from a treatment to the outcome-side
+    component, ending at an outcome when the hedge holds one."""
     g = admg.restrict(hedge.big).bidirected_graph()
     sources = sorted(hedge.big & x) or sorted(hedge.big - hedge.small)
+    targets = sorted(hedge.small & y) or sorted(hedge.small)
     best: tuple[str, ...] = ()
     for s in sources:
-        for target in sorted(hedge.small):
+        for target in targets:
             with contextlib.suppress(nx.NetworkXNoPath, nx.NodeNotFound):
                 p = tuple(nx.shortest_path(g, s, target))
                 if not best or len(p) < len(best):
@@ -236,9 +236,7 @@ def _confounding_path(admg: _ADMG, hedge: _Hedge, x: frozenset[str]) -> tuple[st
     return best
 
 
-def _rule2_applies(
-    admg: _ADMG, x: frozenset[str], y: frozenset[str], z: frozenset[str], zi: str
-) -> bool:
+def _rule2_applies(admg: _ADMG, x: frozenset[str], y: frozenset[str], z: frozenset[str], zi: str) -> bool:
     """(Y ⊥ Zi | X, Z - Zi) in G with edges into X and out of Zi removed (do-calculus rule 2)."""
     g = admg.as_dag()
     g.remove_edges_from([(u, v) for u, v in list(g.edges) if v in x])
@@ -288,7 +286,8 @@ class Identification:
         identifiable graphs (e.g. the napkin). causal_pp never evaluates it; estimation goes
         through the fitted latent variable model.
     admg
-        The latent projection (y0 ``NxMixedGraph``) the verdict was decided on.
+        The latent projection (y0 ``NxMixedGraph``) the verdict was decided on (built on
+        first access).
     """
 
     query: Interventional | ATE
@@ -297,7 +296,14 @@ class Identification:
     algorithm: str
     reason: str
     estimand: Any = field(default=None, compare=False, repr=False)
-    admg: Any = field(default=None, compare=False, repr=False)
+
+    @cached_property
+    def admg(self) -> NxMixedGraph:
+        """The latent projection (y0 ``NxMixedGraph``) the verdict was decided on.
+
+        Built on first access (a private copy per result), so a cached verdict costs no graph copy.
+        """
+        return self.graph.to_admg()
 
     @property
     def latex(self) -> str | None:
@@ -346,7 +352,7 @@ def _decide(
         estimand = _y0_identify(
             y0_graph, [graph.to_y0(v) for v in x], [graph.to_y0(v) for v in y], [graph.to_y0(v) for v in z]
         )
-    except Exception as err:  # noqa: BLE001 - y0 crashing must not crash the gate
+    except Exception as err:  # y0 crashing must not crash the gate: it refuses below
         estimand, y0_error = None, err
     else:
         y0_error = None
@@ -404,8 +410,10 @@ def _decide(
             )
         return False, algorithm, reason, None
 
-    why = f"y0 {_Y0_VERSION} crashed ({type(y0_error).__name__}: {y0_error})" if y0_error else (
-        f"y0 {_Y0_VERSION}'s {algorithm} found it not identifiable"
+    why = (
+        f"y0 {_Y0_VERSION} crashed ({type(y0_error).__name__}: {y0_error})"
+        if y0_error
+        else f"y0 {_Y0_VERSION}'s {algorithm} found it not identifiable"
     )
     reason = (
         f"{asked} is refused: causal_pp's hedge check finds no hedge, but {why}. The two methods "
@@ -441,6 +449,8 @@ def identify(graph: CausalGraph, query: Interventional | ATE, *, strict: bool = 
         observed set and the confounding that blocks identification.
     UnknownVariableError, LatentVariableQueryError
         If the query names a variable that is not in the graph, or a latent one.
+    GraphError, QueryError
+        If ``graph`` is not a :class:`~causal_pp.CausalGraph` or ``query`` not a query.
 
     Notes
     -----
@@ -456,18 +466,16 @@ def identify(graph: CausalGraph, query: Interventional | ATE, *, strict: bool = 
     >>> try:
     ...     identify(bow, Interventional("Y", do={"X": 1.0}))
     ... except NotIdentifiableError as err:
-    ...     print(err.reason.split(":")[0])
+    ...     print(err.reason.split(".")[0])
     P(Y | do(X)) is not identifiable from the observed variables {X, Y}
     """
     if not isinstance(graph, CausalGraph):
-        raise CausalPPError(
+        raise GraphError(
             f"identify() needs a CausalGraph as its first argument; got {type(graph).__name__}. "
             "Build one with CausalGraph.parse('X -> Y; ...', latent=[...])."
         )
     if not isinstance(query, (Interventional, ATE)):
-        raise CausalPPError(
-            f"identify() takes an Interventional or ATE query; got {type(query).__name__}."
-        )
+        raise QueryError(f"identify() takes an Interventional or ATE query; got {type(query).__name__}.")
     query.validate(graph)
     identified, algorithm, reason, estimand = _decide(
         graph, frozenset(query.treatments), frozenset(query.outcomes), frozenset(query.conditions)
@@ -479,14 +487,13 @@ def identify(graph: CausalGraph, query: Interventional | ATE, *, strict: bool = 
         algorithm=algorithm,
         reason=reason,
         estimand=estimand,
-        admg=graph.to_admg(),
     )
     if strict and not identified:
         raise NotIdentifiableError(
             f"{query} cannot be estimated: {reason}",
             query=query,
             graph=graph,
-            admg=result.admg,
+            admg=graph.to_admg(),
             reason=reason,
         )
     return result

@@ -11,6 +11,7 @@ intervened on, conditioned on or asked about).
 
 from __future__ import annotations
 
+import math
 import numbers
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -27,7 +28,7 @@ from .errors import (
 if TYPE_CHECKING:  # pragma: no cover
     from .graph import CausalGraph
 
-__all__ = ["Interventional", "ATE", "Query"]
+__all__ = ["ATE", "Interventional", "Query"]
 
 
 def _names(value: str | Iterable[str], role: str) -> tuple[str, ...]:
@@ -48,21 +49,25 @@ def _names(value: str | Iterable[str], role: str) -> tuple[str, ...]:
 def _single(value: Any, role: str) -> str:
     names = _names(value, role)
     if len(names) != 1:
-        raise QueryError(f"an ATE has exactly one {role}; got {list(names)}. Use Interventional for joint queries.")
+        raise QueryError(
+            f"an ATE has exactly one {role}; got {list(names)}. Use Interventional for joint queries."
+        )
     return names[0]
 
 
 def _scalar(value: Any, where: str) -> float:
     """Intervention/evidence values are scalars; 1-element tensors/arrays are unwrapped."""
-    if hasattr(value, "numel") and value.numel() == 1:  # torch tensor
-        value = value.item()
-    elif hasattr(value, "size") and hasattr(value, "item") and value.size == 1:  # numpy
+    # A torch tensor (numel) or numpy array/scalar (size) holding one value is unwrapped.
+    one_torch = hasattr(value, "numel") and value.numel() == 1
+    one_numpy = hasattr(value, "size") and hasattr(value, "item") and value.size == 1
+    if one_torch or one_numpy:
         value = value.item()
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise QueryError(
-            f"{where} must be a real number (a value every unit is set to / observed at); "
-            f"got {value!r}."
+            f"{where} must be a real number (a value every unit is set to / observed at); got {value!r}."
         )
+    if not math.isfinite(value):
+        raise QueryError(f"{where} must be a finite number; got {value!r}.")
     return float(value)
 
 
@@ -84,7 +89,12 @@ def _given(value: Mapping[str, Any] | Iterable[str] | str | None) -> tuple[tuple
     if value is None:
         return ()
     if isinstance(value, Mapping):
-        return tuple(sorted((k, None if v is None else _scalar(v, f"given[{k!r}]")) for k, v in value.items()))
+        for k in value:
+            if not isinstance(k, str) or not k:
+                raise QueryError(f"given keys must be variable names; got {k!r}.")
+        return tuple(
+            sorted((k, None if v is None else _scalar(v, f"given[{k!r}]")) for k, v in value.items())
+        )
     return tuple(sorted((n, None) for n in _names(value, "given")))
 
 
@@ -113,8 +123,7 @@ def _validate_names(query: Any, graph: CausalGraph) -> None:
         for n in names:
             if n not in graph:
                 raise UnknownVariableError(
-                    f"{role} {n!r} of {query} is not a node of the graph; nodes are "
-                    f"{list(graph.nodes)}."
+                    f"{role} {n!r} of {query} is not a node of the graph; nodes are {list(graph.nodes)}."
                 )
             if graph.is_latent(n):
                 raise LatentVariableQueryError(
@@ -300,12 +309,18 @@ class ATE:
         return self
 
     def __repr__(self) -> str:
-        s = f"ATE(treatment={self.treatment!r}, outcome={self.outcome!r}, treated={self.treated:g}, control={self.control:g}"
-        return s + (f", given={dict(self.given)!r})" if self.given else ")")
+        s = (
+            f"ATE(treatment={self.treatment!r}, outcome={self.outcome!r}, "
+            f"treated={self.treated!r}, control={self.control!r}"
+        )
+        if self.given:
+            g = dict(self.given)
+            s += f", given={list(g) if all(v is None for v in g.values()) else g!r}"
+        return s + ")"
 
     def __str__(self) -> str:
         g = ", ".join(k if v is None else f"{k}={v:g}" for k, v in self.given)
-        cond = f" | {g}" if g else ""
+        cond = f", {g}" if g else ""
         return (
             f"E[{self.outcome} | do({self.treatment}={self.treated:g}){cond}] - "
             f"E[{self.outcome} | do({self.treatment}={self.control:g}){cond}]"
