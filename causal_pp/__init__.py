@@ -8,6 +8,19 @@ returns the posterior predictive of the causal quantity.
 
 from __future__ import annotations
 
+from .counterfactual import (
+    ETT,
+    PN,
+    PNS,
+    PS,
+    Counterfactual,
+    CounterfactualEstimand,
+    CounterfactualGraph,
+    CounterfactualIdentification,
+    InterventionalTerm,
+    counterfactual_graph,
+    identify_counterfactual,
+)
 from .errors import *  # noqa: F403
 from .errors import __all__ as _errors_all
 from .graph import CausalGraph
@@ -18,6 +31,17 @@ __version__ = "0.1.0"
 
 __all__ = [
     "ATE",
+    "ETT",
+    "PN",
+    "PNS",
+    "PS",
+    "Counterfactual",
+    "CounterfactualEstimand",
+    "CounterfactualGraph",
+    "CounterfactualIdentification",
+    "InterventionalTerm",
+    "counterfactual_graph",
+    "identify_counterfactual",
     "CausalGraph",
     "Identification",
     "Interventional",

@@ -36,6 +36,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from y0.dsl import Expression
     from y0.graph import NxMixedGraph
 
+    from .counterfactual import CounterfactualIdentification, CounterfactualQuery
+
 __all__ = ["Identification", "identify"]
 
 _Y0_VERSION = "0.2.11"
@@ -423,7 +425,14 @@ def _decide(
     return False, algorithm, reason, None
 
 
-def identify(graph: CausalGraph, query: Interventional | ATE, *, strict: bool = True) -> Identification:
+def identify(
+    graph: CausalGraph,
+    query: Interventional | ATE | CounterfactualQuery,
+    *,
+    strict: bool = True,
+    assume_monotonic: bool = False,
+    assume_binary_treatment: bool = False,
+) -> Identification | CounterfactualIdentification:
     """Decide whether ``query`` can be computed from the observed variables of ``graph``.
 
     Parameters
@@ -431,16 +440,24 @@ def identify(graph: CausalGraph, query: Interventional | ATE, *, strict: bool = 
     graph
         The causal DAG with its latent nodes marked.
     query
-        An :class:`~causal_pp.Interventional` or :class:`~causal_pp.ATE` query. Queries with
-        ``given`` use IDC, others ID; an ATE is identified iff its interventional arms are.
+        An :class:`~causal_pp.Interventional` or :class:`~causal_pp.ATE` query (queries with
+        ``given`` use IDC, others ID; an ATE is identified iff its interventional arms are), or
+        a counterfactual query (:class:`~causal_pp.Counterfactual`, ``ETT``, ``PN``, ``PS``,
+        ``PNS``), decided by :func:`~causal_pp.identify_counterfactual` (ID*/IDC* from the
+        observational distribution).
     strict
         If True (default), a refused query raises :class:`~causal_pp.NotIdentifiableError`;
         if False, the refusal is returned with ``identified=False``.
+    assume_monotonic, assume_binary_treatment
+        Counterfactual queries only: assumptions under which PN/PS/PNS (monotonicity) or some
+        ETTs (a two-valued treatment) become identified. See
+        :func:`~causal_pp.identify_counterfactual`.
 
     Returns
     -------
-    Identification
-        The verdict, the algorithm used, the reason, and y0's (unverified) estimand.
+    Identification or CounterfactualIdentification
+        The verdict, the algorithm used, the reason, and the estimand (y0's, unverified, for
+        interventional queries).
 
     Raises
     ------
@@ -474,8 +491,21 @@ def identify(graph: CausalGraph, query: Interventional | ATE, *, strict: bool = 
             f"identify() needs a CausalGraph as its first argument; got {type(graph).__name__}. "
             "Build one with CausalGraph.parse('X -> Y; ...', latent=[...])."
         )
+    from .counterfactual import ETT, PN, PNS, PS, Counterfactual, identify_counterfactual
+
+    if isinstance(query, (Counterfactual, ETT, PN, PS, PNS)):
+        return identify_counterfactual(
+            graph,
+            query,
+            strict=strict,
+            assume_monotonic=assume_monotonic,
+            assume_binary_treatment=assume_binary_treatment,
+        )
     if not isinstance(query, (Interventional, ATE)):
-        raise QueryError(f"identify() takes an Interventional or ATE query; got {type(query).__name__}.")
+        raise QueryError(
+            "identify() takes an Interventional, ATE or counterfactual (Counterfactual, ETT, PN, PS, "
+            f"PNS) query; got {type(query).__name__}."
+        )
     query.validate(graph)
     identified, algorithm, reason, estimand = _decide(
         graph, frozenset(query.treatments), frozenset(query.outcomes), frozenset(query.conditions)
