@@ -820,7 +820,7 @@ def test_non_graph_is_a_graph_error(bad: object) -> None:
 
 @pytest.mark.parametrize("bad", ["P(Y | do(X))", ("Y", {"X": 1}), None, {"Y": 1}])
 def test_non_query_is_a_query_error(bad: object) -> None:
-    with pytest.raises(QueryError, match="Interventional or ATE"):
+    with pytest.raises(QueryError, match="takes an Interventional, ATE or counterfactual"):
         identify(FRONTDOOR, bad)  # type: ignore[arg-type]
 
 
