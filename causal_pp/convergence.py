@@ -169,7 +169,7 @@ def _run_cell(
         # Per-cell diagnostics are recorded in the table; a warning per cell would drown the bar.
         warnings.simplefilter("ignore")
         posterior = target.model.fit(
-            data, method=method, seed=cell_seed, device=device, progress=False, **fit_kwargs
+            data, method=method, seed=cell_seed, device=device, progress_bar=False, **fit_kwargs
         )
         fit_time = time.perf_counter() - t0
         est = posterior.estimate(

@@ -54,7 +54,7 @@ class _Model:
     def __init__(self, graph: CausalGraph, truth: float, bias: float, fail_after: int | None) -> None:
         self.graph, self.truth, self.bias, self.fail_after, self.calls = graph, truth, bias, fail_after, 0
 
-    def fit(self, data, *, method, seed, device, progress, **kw):
+    def fit(self, data, *, method, seed, device, progress_bar, **kw):
         self.calls += 1
         if self.fail_after is not None and self.calls > self.fail_after:
             raise KeyboardInterrupt
