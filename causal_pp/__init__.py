@@ -25,6 +25,9 @@ from .errors import *  # noqa: F403
 from .errors import __all__ as _errors_all
 from .graph import CausalGraph
 from .identification import Identification, identify
+from .inference import fit, validate_data
+from .model import CausalModel, InterventionalProgram, ProgramStructure, SiteInfo, causal_model, units
+from .posterior import CausalPosterior, Estimate
 from .queries import ATE, Interventional
 
 __version__ = "0.1.0"
@@ -43,6 +46,16 @@ __all__ = [
     "counterfactual_graph",
     "identify_counterfactual",
     "CausalGraph",
+    "CausalModel",
+    "CausalPosterior",
+    "Estimate",
+    "InterventionalProgram",
+    "ProgramStructure",
+    "SiteInfo",
+    "causal_model",
+    "fit",
+    "units",
+    "validate_data",
     "Identification",
     "Interventional",
     "__version__",

@@ -140,10 +140,11 @@ def _predictive_outcome(estimate: Any, query: Interventional | ATE) -> np.ndarra
     if not pred:
         return None
     if isinstance(query, ATE):
-        keys = [k for k in pred if "treated" in str(k)]
-        value = pred[keys[0]] if keys else next(iter(pred.values()))
+        from .posterior import _arm_key
+
+        value = pred[_arm_key(query.outcome, query.treatment, query.treated)]
     else:
-        value = pred.get(query.outcomes[0], next(iter(pred.values())))
+        value = pred[query.outcomes[0]]
     return np.asarray(value.detach().cpu() if hasattr(value, "detach") else value, dtype=float).ravel()
 
 

@@ -47,7 +47,7 @@ class _Posterior:
         sd = 1.0 / np.sqrt(self.n)
         mean = self.truth + self.bias + sd * rng.standard_normal()
         pred = torch.as_tensor(mean + rng.standard_normal((20, 50)))
-        return _Est(mean, sd, mean + 0.1 * sd, {"Y[do(X=1)] (treated)": pred})
+        return _Est(mean, sd, mean + 0.1 * sd, {"Y | do(X=1)": pred, "Y | do(X=0)": pred - 1.0})
 
 
 class _Model:

@@ -1,0 +1,767 @@
+"""Causal models: a plain Pyro program with a causal DAG attached.
+
+A causal model is a Pyro function ``fn(n, ...)`` that simulates ``n`` units. Its **global
+parameters** are sample sites outside the plate; its **per-unit variables** live inside
+``with units(n):`` (a ``pyro.plate`` named ``"units"``) and are the nodes of the DAG, with the
+same names. Latent DAG nodes are per-unit sites that are never observed.
+
+>>> import pyro, pyro.distributions as dist
+>>> from causal_pp import CausalGraph, causal_model, units
+>>> @causal_model(CausalGraph.parse("U -> X; U -> Y; X -> Y", latent=["U"]))
+... def confounded(n):
+...     b = pyro.sample("b", dist.Normal(0.0, 1.0))
+...     with units(n):
+...         u = pyro.sample("U", dist.Normal(0.0, 1.0))
+...         x = pyro.sample("X", dist.Normal(u, 1.0))
+...         pyro.sample("Y", dist.Normal(b * x + u, 1.0))
+>>> confounded.check().global_sites
+('b',)
+
+Nothing is subclassed: :func:`causal_model` (or :class:`CausalModel`) wraps the function, and
+calling the model calls the function.
+"""
+
+from __future__ import annotations
+
+import functools
+import warnings
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any
+
+import pyro
+import torch
+from pyro.distributions.torch_distribution import MaskedDistribution
+from pyro.poutine.util import site_is_factor, site_is_subsample
+
+from .errors import InterventionError, ModelGraphMismatchError, UnknownVariableError
+from .graph import CausalGraph
+from .handlers import UNITS, SetValue, TrackDependencies, intervene
+
+if TYPE_CHECKING:  # pragma: no cover
+    import pandas as pd
+
+    from .posterior import CausalPosterior
+
+__all__ = [
+    "CausalModel",
+    "InterventionalProgram",
+    "ProgramStructure",
+    "SiteInfo",
+    "causal_model",
+    "units",
+]
+
+
+def units(n: int) -> pyro.plate:
+    """The plate of the units: ``pyro.plate("units", n, dim=-1)``.
+
+    Put every per-unit variable (every DAG node) inside it; global parameters go outside.
+
+    Examples
+    --------
+    >>> import pyro, pyro.distributions as dist
+    >>> with units(4):
+    ...     pyro.sample("X", dist.Normal(0.0, 1.0)).shape
+    torch.Size([4])
+    """
+    return pyro.plate(UNITS, n, dim=-1)
+
+
+# --- what a program contains -------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SiteInfo:
+    """One sample (or deterministic) site of a program, as seen in one run.
+
+    Attributes
+    ----------
+    name
+        Site name.
+    per_unit
+        Inside the ``units`` plate (a causal variable) or not (a global parameter).
+    deterministic
+        A ``pyro.deterministic`` site.
+    distribution
+        Name of the site's distribution class.
+    discrete, enumerable
+        Whether its support is discrete, and whether Pyro can enumerate it.
+    shape
+        Shape of its value in the run (per-unit sites: ``(n, ...)``).
+    batch_ndim, event_ndim
+        Number of batch and event dimensions of its distribution.
+    """
+
+    name: str
+    per_unit: bool
+    deterministic: bool
+    distribution: str
+    discrete: bool
+    enumerable: bool
+    shape: tuple[int, ...]
+    batch_ndim: int
+    event_ndim: int
+
+
+@dataclass(frozen=True)
+class ProgramStructure:
+    """What :meth:`CausalModel.check` found in one run of the program.
+
+    Attributes
+    ----------
+    n
+        Number of units the program was run with.
+    sites
+        Site name -> :class:`SiteInfo`, in program order.
+    reads
+        Per-unit site -> the per-unit sites whose values reach its log-density (DAG nodes, and
+        auxiliary sites through which further DAG nodes are read).
+    nodes
+        The DAG's node names.
+    max_plate_nesting
+        Number of plate dimensions the program uses.
+    units_size
+        Size of the ``units`` plate (None if the program has none).
+
+    Examples
+    --------
+    >>> import pyro, pyro.distributions as dist
+    >>> def prog(n):
+    ...     with units(n):
+    ...         x = pyro.sample("X", dist.Normal(0.0, 1.0))
+    ...         h = pyro.deterministic("h", 2 * x)
+    ...         pyro.sample("Y", dist.Normal(h, 1.0))
+    >>> s = inspect_program(prog, 4, nodes=["X", "Y"])
+    >>> s.unit_sites, sorted(s.parents("Y")), s.through("Y", "X")
+    (('X', 'h', 'Y'), ['X'], ('h',))
+    >>> s.sites["h"].deterministic, s.sites["Y"].shape
+    (True, (4,))
+    """
+
+    n: int
+    sites: Mapping[str, SiteInfo]
+    reads: Mapping[str, frozenset[str]]
+    nodes: frozenset[str]
+    max_plate_nesting: int
+    units_size: int | None
+    _order: tuple[str, ...] = field(default=(), repr=False)
+
+    @property
+    def unit_sites(self) -> tuple[str, ...]:
+        """Per-unit sites (sample and deterministic), in program order."""
+        return tuple(s for s, i in self.sites.items() if i.per_unit)
+
+    @property
+    def global_sites(self) -> tuple[str, ...]:
+        """Global parameters: sample sites outside the units plate, in program order."""
+        return tuple(s for s, i in self.sites.items() if not i.per_unit and not i.deterministic)
+
+    @property
+    def deterministic_sites(self) -> tuple[str, ...]:
+        """``pyro.deterministic`` sites, in program order."""
+        return tuple(s for s, i in self.sites.items() if i.deterministic)
+
+    def parents(self, name: str) -> frozenset[str]:
+        """The DAG nodes that per-unit site ``name`` reads, directly or through auxiliary sites."""
+        return frozenset(p for p in self.reads.get(name, ()) if p in self.nodes)
+
+    def through(self, child: str, parent: str) -> tuple[str, ...]:
+        """Auxiliary sites through which ``child`` reads DAG node ``parent`` (empty if direct)."""
+        return tuple(
+            sorted(
+                a
+                for a in self.reads.get(child, ())
+                if a not in self.nodes and parent in self.reads.get(a, ())
+            )
+        )
+
+    @property
+    def edges(self) -> frozenset[tuple[str, str]]:
+        """The program's dependency structure over DAG nodes: ``(parent, child)`` pairs."""
+        return frozenset((p, c) for c in self.unit_sites if c in self.nodes for p in self.parents(c))
+
+
+def _site_info(msg: Mapping[str, Any]) -> SiteInfo:
+    fn = msg["fn"]
+    base = fn
+    while isinstance(base, MaskedDistribution):
+        base = base.base_dist
+    deterministic = bool(msg["infer"].get("_deterministic", False))
+    inner = base
+    while hasattr(inner, "base_dist"):
+        inner = inner.base_dist
+    support = getattr(fn, "support", None)
+    discrete = bool(getattr(support, "is_discrete", False)) and not deterministic
+    value = msg["value"]
+    shape = tuple(value.shape) if isinstance(value, torch.Tensor) else ()
+    batch_ndim, event_ndim = len(fn.batch_shape), len(fn.event_shape)
+    if deterministic:  # pyro.deterministic makes every dimension an event dimension
+        plate_ndim = max(
+            (-f.dim for f in msg["cond_indep_stack"] if f.vectorized and f.dim is not None), default=0
+        )
+        batch_ndim = min(plate_ndim, len(shape))
+        event_ndim = len(shape) - batch_ndim
+    return SiteInfo(
+        name=msg["name"],
+        per_unit=any(f.name == UNITS for f in msg["cond_indep_stack"]),
+        deterministic=deterministic,
+        distribution=type(inner).__name__,
+        discrete=discrete,
+        enumerable=discrete and bool(getattr(fn, "has_enumerate_support", False)),
+        shape=shape,
+        batch_ndim=batch_ndim,
+        event_ndim=event_ndim,
+    )
+
+
+def inspect_program(
+    fn: Callable[..., Any],
+    n: int,
+    nodes: Iterable[str] = (),
+    model_args: tuple[Any, ...] = (),
+    model_kwargs: Mapping[str, Any] | None = None,
+) -> ProgramStructure:
+    """Run ``fn(n, *model_args, **model_kwargs)`` once and record its sites and dependencies.
+
+    The run uses a forked random stream (the caller's is left untouched) and no gradients.
+
+    Examples
+    --------
+    >>> import pyro, pyro.distributions as dist
+    >>> def prog(n):
+    ...     with units(n):
+    ...         x = pyro.sample("X", dist.Normal(0.0, 1.0))
+    ...         pyro.sample("Y", dist.Normal(x, 1.0))
+    >>> sorted(inspect_program(prog, 3, nodes=["X", "Y"]).edges)
+    [('X', 'Y')]
+    """
+    nodes = frozenset(nodes)
+    with torch.random.fork_rng(devices=[]), torch.no_grad():
+        torch.manual_seed(0)
+        with TrackDependencies(nodes=nodes or None) as deps:
+            tr = pyro.poutine.trace(fn).get_trace(n, *model_args, **dict(model_kwargs or {}))
+    sites: dict[str, SiteInfo] = {}
+    nesting = 0
+    units_size = None
+    for name, msg in tr.nodes.items():
+        if msg["type"] != "sample":
+            continue
+        for f in msg["cond_indep_stack"]:
+            if f.vectorized and f.dim is not None:
+                nesting = max(nesting, -f.dim)
+            if f.name == UNITS:
+                units_size = f.size
+        if site_is_subsample(msg) or site_is_factor(msg):
+            continue
+        sites[name] = _site_info(msg)
+    return ProgramStructure(
+        n=n,
+        sites=MappingProxyType(sites),
+        reads=MappingProxyType(dict(deps.reads)),
+        nodes=nodes,
+        max_plate_nesting=max(nesting, 1),
+        units_size=units_size,
+        _order=tuple(sites),
+    )
+
+
+# --- the causal model --------------------------------------------------------------------
+
+
+def _edge(p: str, c: str) -> str:
+    return f"{p} → {c}"
+
+
+class CausalModel:
+    """A Pyro program ``fn(n, ...)`` together with the causal DAG it encodes.
+
+    Parameters
+    ----------
+    fn
+        The Pyro model. Its first argument is the number of units ``n``; per-unit variables
+        (the DAG nodes) are sampled inside ``with units(n):``, global parameters outside.
+        DAG nodes may be sample or ``pyro.deterministic`` sites.
+    graph
+        The :class:`~causal_pp.CausalGraph`: node names are site names; latent nodes are
+        per-unit sites that are never observed.
+    auxiliary
+        Per-unit sites that are not causal variables (e.g. explicit noise terms or
+        intermediate deterministic values). They are transparent to the structure check: a
+        site that reads an auxiliary site reads whatever that site read.
+
+    Calling the model calls ``fn``. Use :meth:`check` for the program-vs-DAG check,
+    :meth:`intervene` for the interventional program, and :meth:`fit` to fit data.
+
+    Examples
+    --------
+    >>> import pyro, pyro.distributions as dist
+    >>> from causal_pp import CausalGraph, CausalModel, units
+    >>> def chain(n):
+    ...     with units(n):
+    ...         x = pyro.sample("X", dist.Normal(0.0, 1.0))
+    ...         pyro.sample("Y", dist.Normal(x, 1.0))
+    >>> model = CausalModel(chain, CausalGraph.parse("X -> Y"))
+    >>> model(3)  # just the function
+    >>> model.check().unit_sites
+    ('X', 'Y')
+    """
+
+    __slots__ = ("__dict__", "_auxiliary", "_fn", "_frozen", "_graph")
+
+    def __init__(self, fn: Callable[..., Any], graph: CausalGraph, auxiliary: Iterable[str] = ()) -> None:
+        if not callable(fn):
+            raise TypeError(f"CausalModel needs a Pyro model function; got {type(fn).__name__}.")
+        if isinstance(fn, CausalModel):
+            fn = fn.fn
+        if not isinstance(graph, CausalGraph):
+            raise TypeError(
+                f"CausalModel needs a CausalGraph; got {type(graph).__name__}. Build one with "
+                "CausalGraph.parse('X -> Y; ...', latent=[...])."
+            )
+        aux = (auxiliary,) if isinstance(auxiliary, str) else tuple(auxiliary)
+        clash = sorted(set(aux) & set(graph.nodes))
+        if clash:
+            raise ModelGraphMismatchError(
+                f"{clash} are listed as auxiliary but are nodes of the DAG; a site is either a "
+                "causal variable (a DAG node) or auxiliary, not both.",
+                problems=tuple(f"{a!r} is both auxiliary and a DAG node" for a in clash),
+            )
+        object.__setattr__(self, "_fn", fn)
+        object.__setattr__(self, "_graph", graph)
+        object.__setattr__(self, "_auxiliary", frozenset(aux))
+        functools.update_wrapper(self, fn)
+        object.__setattr__(self, "_frozen", True)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if getattr(self, "_frozen", False):
+            raise AttributeError(
+                f"CausalModel is immutable; cannot set {name!r}. Wrap the function again with a "
+                "different graph instead."
+            )
+        object.__setattr__(self, name, value)
+
+    def __call__(self, n: int, *args: Any, **kwargs: Any) -> Any:
+        return self._fn(n, *args, **kwargs)
+
+    @property
+    def fn(self) -> Callable[..., Any]:
+        """The wrapped Pyro model function."""
+        return self._fn
+
+    @property
+    def graph(self) -> CausalGraph:
+        """The causal DAG the program claims to encode."""
+        return self._graph
+
+    @property
+    def auxiliary(self) -> frozenset[str]:
+        """Per-unit sites that are not DAG nodes."""
+        return self._auxiliary
+
+    @property
+    def name(self) -> str:
+        return getattr(self._fn, "__name__", type(self._fn).__name__)
+
+    def __repr__(self) -> str:
+        aux = f", auxiliary={sorted(self._auxiliary)}" if self._auxiliary else ""
+        return f"CausalModel({self.name}, {self._graph!r}{aux})"
+
+    # --- inspection ---------------------------------------------------------------------
+
+    def inspect(
+        self, n: int = 5, *, model_args: tuple[Any, ...] = (), model_kwargs: Mapping[str, Any] | None = None
+    ) -> ProgramStructure:
+        """Run the program once with ``n`` units and record its sites and dependencies.
+
+        Unlike :meth:`check`, nothing is raised or warned.
+
+        Examples
+        --------
+        >>> import pyro, pyro.distributions as dist
+        >>> from causal_pp import CausalGraph, causal_model, units
+        >>> @causal_model(CausalGraph.parse("X -> Y"))
+        ... def m(n):
+        ...     s = pyro.sample("s", dist.HalfNormal(1.0))
+        ...     with units(n):
+        ...         x = pyro.sample("X", dist.Normal(0.0, 1.0))
+        ...         pyro.sample("Y", dist.Normal(x, s))
+        >>> m.inspect().sites["Y"].shape
+        (5,)
+        """
+        return inspect_program(self._fn, n, self._graph.nodes, model_args, model_kwargs)
+
+    def unit_sites(
+        self, n: int = 5, *, model_args: tuple[Any, ...] = (), model_kwargs: Mapping[str, Any] | None = None
+    ) -> tuple[str, ...]:
+        """Names of the per-unit sites (inside ``units``), in program order.
+
+        Examples
+        --------
+        >>> import pyro, pyro.distributions as dist
+        >>> from causal_pp import CausalGraph, causal_model, units
+        >>> @causal_model(CausalGraph.parse("X"))
+        ... def m(n):
+        ...     loc = pyro.sample("loc", dist.Normal(0.0, 1.0))
+        ...     with units(n):
+        ...         pyro.sample("X", dist.Normal(loc, 1.0))
+        >>> m.unit_sites()
+        ('X',)
+        """
+        return self.inspect(n, model_args=model_args, model_kwargs=model_kwargs).unit_sites
+
+    def global_sites(
+        self, n: int = 5, *, model_args: tuple[Any, ...] = (), model_kwargs: Mapping[str, Any] | None = None
+    ) -> tuple[str, ...]:
+        """Names of the global parameters (sample sites outside ``units``), in program order.
+
+        Examples
+        --------
+        >>> import pyro, pyro.distributions as dist
+        >>> from causal_pp import CausalGraph, causal_model, units
+        >>> @causal_model(CausalGraph.parse("X"))
+        ... def m(n):
+        ...     loc = pyro.sample("loc", dist.Normal(0.0, 1.0))
+        ...     with units(n):
+        ...         pyro.sample("X", dist.Normal(loc, 1.0))
+        >>> m.global_sites()
+        ('loc',)
+        """
+        return self.inspect(n, model_args=model_args, model_kwargs=model_kwargs).global_sites
+
+    def check(
+        self,
+        n: int = 5,
+        *,
+        model_args: tuple[Any, ...] = (),
+        model_kwargs: Mapping[str, Any] | None = None,
+        warn: bool = True,
+    ) -> ProgramStructure:
+        """Check that the program encodes its DAG; run automatically by :meth:`fit`.
+
+        The program is run once with ``n`` units (forked random stream). It must:
+
+        * have a ``units`` plate of size ``n`` and a per-unit site (sample or deterministic)
+          for every DAG node;
+        * have no per-unit site that is not a DAG node, unless it is declared auxiliary;
+        * read, for every per-unit site, only values its DAG parents allow: each dependency
+          the program actually has between per-unit sites -- found by provenance tracking,
+          through deterministic and auxiliary sites -- must be an edge of the DAG.
+
+        A DAG edge the program never uses gets a :class:`UserWarning` (the program encodes a
+        smaller graph: the DAG is still a valid, if conservative, claim).
+
+        Parameters
+        ----------
+        n
+            Number of units to run the program with.
+        model_args, model_kwargs
+            Further arguments of the model function.
+        warn
+            Whether to warn about unused DAG edges.
+
+        Returns
+        -------
+        ProgramStructure
+            The sites and dependencies found.
+
+        Raises
+        ------
+        ModelGraphMismatchError
+            One line per problem in ``.problems``, e.g. ``"Y reads Z but the DAG has no Z → Y"``.
+
+        Examples
+        --------
+        >>> import pyro, pyro.distributions as dist
+        >>> from causal_pp import CausalGraph, causal_model, units, ModelGraphMismatchError
+        >>> @causal_model(CausalGraph.parse("X; Z; Y"))
+        ... def m(n):
+        ...     with units(n):
+        ...         z = pyro.sample("Z", dist.Normal(0.0, 1.0))
+        ...         x = pyro.sample("X", dist.Normal(0.0, 1.0))
+        ...         pyro.sample("Y", dist.Normal(x + z, 1.0))
+        >>> try:
+        ...     m.check()
+        ... except ModelGraphMismatchError as err:
+        ...     print(*err.problems, sep="\\n")
+        Y reads X but the DAG has no X → Y; add the edge to the DAG or remove the dependency from the program
+        Y reads Z but the DAG has no Z → Y; add the edge to the DAG or remove the dependency from the program
+        """
+        s = self.inspect(n, model_args=model_args, model_kwargs=model_kwargs)
+        g = self._graph
+        problems: list[str] = []
+        if s.units_size is None:
+            problems.append(
+                "the program has no `with units(n):` block (a pyro.plate named 'units'); put the "
+                "per-unit variables -- the DAG nodes -- inside it"
+            )
+        elif s.units_size != n:
+            problems.append(
+                f"the units plate has size {s.units_size} but the program was called with n={n}; "
+                "write `with units(n):` with the n the model function receives"
+            )
+        for v in g.nodes:
+            info = s.sites.get(v)
+            if info is None:
+                problems.append(
+                    f"DAG node {v!r} has no site in the program; add pyro.sample({v!r}, ...) or "
+                    f"pyro.deterministic({v!r}, ...) inside `with units(n):`"
+                )
+            elif not info.per_unit:
+                problems.append(
+                    f"DAG node {v!r} is sampled outside `with units(n):`; DAG nodes are per-unit "
+                    "variables (global parameters are not DAG nodes): move it inside the plate"
+                )
+        for site in s.unit_sites:
+            if site not in g and site not in self._auxiliary:
+                problems.append(
+                    f"per-unit site {site!r} is not a node of the DAG; add it to the graph (as a "
+                    f"latent node if it is never observed) or declare it with auxiliary=[{site!r}]"
+                )
+        for a in sorted(self._auxiliary):
+            if a not in s.sites:
+                problems.append(f"auxiliary site {a!r} does not occur in the program (misspelled?)")
+            elif not s.sites[a].per_unit:
+                problems.append(
+                    f"auxiliary site {a!r} is a global site; auxiliary applies to per-unit sites only"
+                )
+        for child in s.unit_sites:
+            if child not in g:
+                continue
+            for p in sorted(s.parents(child) - set(g.parents(child))):
+                via = s.through(child, p)
+                how = (
+                    f" (through auxiliary site{'s' if len(via) > 1 else ''} {', '.join(via)})" if via else ""
+                )
+                problems.append(
+                    f"{child} reads {p}{how} but the DAG has no {_edge(p, child)}; add the edge to "
+                    "the DAG or remove the dependency from the program"
+                )
+        if problems:
+            raise ModelGraphMismatchError(
+                f"the program {self.name!r} does not encode its DAG {g.to_string()!r}:\n"
+                + "\n".join(f"  - {p}" for p in problems),
+                problems=tuple(problems),
+            )
+        if warn:
+            unused = [(p, c) for p, c in g.edges if c in s.sites and p in s.sites and p not in s.parents(c)]
+            if unused:
+                lines = "; ".join(f"{_edge(p, c)} ({c} does not read {p})" for p, c in unused)
+                warnings.warn(
+                    f"causal_pp: the program {self.name!r} never uses the DAG edge"
+                    f"{'s' if len(unused) > 1 else ''} {lines}. The program encodes a graph without "
+                    "them -- a missing term in the program, or an edge the DAG can drop.",
+                    UserWarning,
+                    stacklevel=2,
+                )
+        return s
+
+    # --- interventions ------------------------------------------------------------------
+
+    def _validate_actions(self, actions: Mapping[str, Any]) -> dict[str, Any]:
+        if not isinstance(actions, Mapping):
+            raise InterventionError(f"do must be a mapping {{name: value}}; got {actions!r}.")
+        if not actions:
+            raise InterventionError("do is empty; name at least one DAG node and its value, e.g. {'X': 1.0}.")
+        out: dict[str, Any] = {}
+        for k, v in actions.items():
+            if k not in self._graph:
+                sites = self.inspect().sites
+                if k in sites and not sites[k].per_unit:
+                    raise InterventionError(
+                        f"{k!r} is a global parameter of {self.name!r}; only per-unit causal variables "
+                        f"(DAG nodes: {list(self._graph.nodes)}) can be intervened on. To study other "
+                        "parameter values, condition the model on them instead."
+                    )
+                if k in self._auxiliary or k in sites:
+                    raise InterventionError(
+                        f"{k!r} is an auxiliary site of {self.name!r}, not a causal variable; only DAG "
+                        f"nodes {list(self._graph.nodes)} can be intervened on."
+                    )
+                raise UnknownVariableError(
+                    f"cannot intervene on {k!r}: it is not a node of the DAG (nodes: "
+                    f"{list(self._graph.nodes)})."
+                )
+            if isinstance(v, SetValue):
+                v = v.value
+            if isinstance(v, bool) or not isinstance(v, (int, float, torch.Tensor)):
+                try:
+                    import numpy as np
+
+                    if isinstance(v, (np.ndarray, np.number)):
+                        v = torch.as_tensor(v, dtype=torch.get_default_dtype())
+                    else:
+                        raise TypeError
+                except TypeError:
+                    raise InterventionError(
+                        f"do[{k!r}] must be a number or a tensor (the value every unit is set to); got {v!r}."
+                    ) from None
+            out[k] = v
+        return out
+
+    def intervene(self, do: Mapping[str, Any]) -> InterventionalProgram:
+        """The interventional program ``do(model, do)``: a plain Pyro callable ``prog(n, ...)``.
+
+        Built with ChiRho's ``do``: each named per-unit site is set to its value (a number,
+        or a tensor broadcastable to the site's shape) and every descendant -- deterministic
+        sites included -- is recomputed from it. Traces and ``Predictive`` report the value
+        the program used at intervened sites; the natural draw is kept in
+        ``site["infer"]["natural_value"]``.
+
+        Parameters
+        ----------
+        do
+            ``{node: value}`` for DAG nodes (observed or latent).
+
+        Raises
+        ------
+        InterventionError
+            A global parameter or auxiliary site is named, or a value is not numeric.
+        UnknownVariableError
+            A name is not a site of the model.
+
+        Examples
+        --------
+        >>> import pyro, pyro.distributions as dist
+        >>> from causal_pp import CausalGraph, causal_model, units
+        >>> @causal_model(CausalGraph.parse("X -> Y"))
+        ... def m(n):
+        ...     with units(n):
+        ...         x = pyro.sample("X", dist.Normal(0.0, 1.0))
+        ...         pyro.deterministic("Y", 2 * x)
+        >>> prog = m.intervene({"X": 1.0})
+        >>> tr = pyro.poutine.trace(prog).get_trace(2)
+        >>> tr.nodes["X"]["value"], tr.nodes["Y"]["value"]
+        (tensor([1., 1.]), tensor([2., 2.]))
+        >>> prog.graph.edges  # the mutilated DAG
+        (('X', 'Y'),)
+        """
+        return InterventionalProgram(self, self._validate_actions(do))
+
+    # --- inference ----------------------------------------------------------------------
+
+    def fit(self, data: pd.DataFrame | Mapping[str, Any], **options: Any) -> CausalPosterior:
+        """Fit the model to observational data; see :func:`causal_pp.inference.fit`.
+
+        Examples
+        --------
+        >>> import pyro, pyro.distributions as dist, torch
+        >>> from causal_pp import CausalGraph, causal_model, units
+        >>> @causal_model(CausalGraph.parse("X -> Y"))
+        ... def m(n):
+        ...     b = pyro.sample("b", dist.Normal(0.0, 1.0))
+        ...     with units(n):
+        ...         x = pyro.sample("X", dist.Normal(0.0, 1.0))
+        ...         pyro.sample("Y", dist.Normal(b * x, 1.0))
+        >>> x = torch.linspace(-2, 2, 50)
+        >>> post = m.fit({"X": x, "Y": 0.5 * x}, method="svi", num_steps=300, progress_bar=False)
+        >>> round(post.samples["b"].mean().item(), 1)
+        0.5
+        """
+        from .inference import fit
+
+        return fit(self, data, **options)
+
+
+def causal_model(
+    graph: CausalGraph, *, auxiliary: Iterable[str] = ()
+) -> Callable[[Callable[..., Any]], CausalModel]:
+    """Decorator: attach a causal DAG to a Pyro model function; returns a :class:`CausalModel`.
+
+    Examples
+    --------
+    >>> import pyro, pyro.distributions as dist
+    >>> from causal_pp import CausalGraph, causal_model, units
+    >>> @causal_model(CausalGraph.parse("X -> Y"), auxiliary=["noise"])
+    ... def m(n):
+    ...     with units(n):
+    ...         x = pyro.sample("X", dist.Normal(0.0, 1.0))
+    ...         e = pyro.sample("noise", dist.Normal(0.0, 1.0))
+    ...         pyro.deterministic("Y", x + e)
+    >>> m.check().edges
+    frozenset({('X', 'Y')})
+    """
+
+    def wrap(fn: Callable[..., Any]) -> CausalModel:
+        return CausalModel(fn, graph, auxiliary=auxiliary)
+
+    return wrap
+
+
+class InterventionalProgram:
+    """The program of a :class:`CausalModel` under ``do(actions)``; call it like the model.
+
+    Attributes
+    ----------
+    model
+        The un-intervened :class:`CausalModel`.
+    actions
+        ``{node: value}`` (read-only).
+    graph
+        The mutilated DAG (incoming edges of intervened nodes removed).
+
+    Examples
+    --------
+    >>> import pyro, pyro.distributions as dist
+    >>> from causal_pp import CausalGraph, causal_model, units
+    >>> @causal_model(CausalGraph.parse("X -> Y"))
+    ... def m(n):
+    ...     with units(n):
+    ...         x = pyro.sample("X", dist.Normal(0.0, 1.0))
+    ...         pyro.sample("Y", dist.Normal(x, 1.0))
+    >>> prog = m.intervene({"X": 0.0})
+    >>> sorted(prog.inspect().edges)
+    [('X', 'Y')]
+    """
+
+    __slots__ = ("__dict__", "_actions", "_graph", "_model", "_program")
+
+    def __init__(self, model: CausalModel, actions: Mapping[str, Any]) -> None:
+        self._model = model
+        self._actions = MappingProxyType(dict(actions))
+        self._graph = model.graph.mutilate(actions)
+        self._program = intervene(model.fn, self._actions)
+        functools.update_wrapper(self, model.fn)
+
+    def __call__(self, n: int, *args: Any, **kwargs: Any) -> Any:
+        return self._program(n, *args, **kwargs)
+
+    @property
+    def model(self) -> CausalModel:
+        return self._model
+
+    @property
+    def actions(self) -> Mapping[str, Any]:
+        return self._actions
+
+    @property
+    def graph(self) -> CausalGraph:
+        return self._graph
+
+    def intervene(self, do: Mapping[str, Any]) -> InterventionalProgram:
+        """Intervene further; a name given again takes its new value (the later action wins).
+
+        Examples
+        --------
+        >>> import pyro, pyro.distributions as dist
+        >>> from causal_pp import CausalGraph, causal_model, units
+        >>> @causal_model(CausalGraph.parse("X -> Y"))
+        ... def m(n):
+        ...     with units(n):
+        ...         x = pyro.sample("X", dist.Normal(0.0, 1.0))
+        ...         pyro.sample("Y", dist.Normal(x, 1.0))
+        >>> dict(m.intervene({"X": 0.0}).intervene({"X": 2.0}).actions)
+        {'X': 2.0}
+        """
+        return self._model.intervene({**self._actions, **dict(do)})
+
+    def inspect(
+        self, n: int = 5, *, model_args: tuple[Any, ...] = (), model_kwargs: Mapping[str, Any] | None = None
+    ) -> ProgramStructure:
+        """Sites and dependency structure of the intervened program (see :meth:`CausalModel.inspect`)."""
+        return inspect_program(self._program, n, self._model.graph.nodes, model_args, model_kwargs)
+
+    def __repr__(self) -> str:
+        acts = ", ".join(f"{k}={v}" for k, v in self._actions.items())
+        return f"InterventionalProgram(do({self._model.name}, {acts}))"

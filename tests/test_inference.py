@@ -1,0 +1,421 @@
+"""Tests for causal_pp.inference: data validation, NUTS and SVI fits, seeds, devices."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pandas as pd
+import pyro
+import pyro.distributions as dist
+import pytest
+import torch
+from _linear_models import FRONTDOOR_GRAPH, FRONTDOOR_TRUTH, frontdoor, simulate
+
+from causal_pp import inference
+from causal_pp.errors import (
+    DataError,
+    DeviceError,
+    EmptyDataError,
+    InferenceError,
+    LatentColumnError,
+    MissingColumnError,
+    ModelGraphMismatchError,
+    NonFiniteDataError,
+    NonNumericDataError,
+    UnequalLengthError,
+    UnexpectedColumnError,
+)
+from causal_pp.graph import CausalGraph
+from causal_pp.inference import validate_data
+from causal_pp.model import causal_model, units
+from causal_pp.posterior import CausalPosterior
+
+cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+
+
+@pytest.fixture(scope="module")
+def small_data():
+    return simulate(frontdoor, FRONTDOOR_TRUTH, 60, seed=0)
+
+
+@causal_model(CausalGraph.parse("X -> Y"))
+def regression(n):
+    b = pyro.sample("b", dist.Normal(0.0, 1.0))
+    s = pyro.sample("s", dist.HalfNormal(1.0))
+    with units(n):
+        x = pyro.sample("X", dist.Normal(0.0, 1.0))
+        pyro.sample("Y", dist.Normal(b * x, s))
+
+
+def _reg_data(n=40, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, generator=g)
+    return {"X": x, "Y": 0.7 * x + 0.5 * torch.randn(n, generator=g)}
+
+
+QUIET = {"progress_bar": False}
+FAST_NUTS = {"method": "nuts", "num_samples": 60, "warmup_steps": 60, **QUIET}
+FAST_SVI = {"method": "svi", "num_steps": 150, "num_samples": 100, **QUIET}
+
+
+# --- data validation -----------------------------------------------------------------------------
+
+
+def test_validate_dataframe_and_dict_give_fresh_tensors(small_data):
+    df = pd.DataFrame({k: v.numpy() for k, v in small_data.items()})
+    before = df.copy()
+    out = validate_data(df, FRONTDOOR_GRAPH)
+    assert list(out) == ["M", "X", "Y"]
+    assert all(t.dtype == torch.get_default_dtype() and t.shape == (60,) for t in out.values())
+    out["X"][0] = 1e9  # the copy, not the user's data
+    pd.testing.assert_frame_equal(df, before)
+    tensors = {k: v.clone() for k, v in small_data.items()}
+    out2 = validate_data(tensors, FRONTDOOR_GRAPH)
+    out2["Y"].add_(1.0)
+    assert torch.equal(tensors["Y"], small_data["Y"])
+
+
+def test_validate_accepts_numpy_lists_ints_and_bools():
+    g = CausalGraph.parse("A -> B; B -> C")
+    out = validate_data({"A": [1, 2, 3], "B": np.array([True, False, True]), "C": np.arange(3.0)}, g)
+    assert out["B"].tolist() == [1.0, 0.0, 1.0]
+    assert out["A"].dtype == torch.get_default_dtype()
+    obj = np.array([1, 2.5, np.float32(3)], dtype=object)
+    assert validate_data({"A": obj, "B": [0, 0, 0], "C": [0, 0, 0]}, g)["A"].tolist() == [1.0, 2.5, 3.0]
+
+
+@pytest.mark.parametrize(
+    ("data", "error", "match"),
+    [
+        ({"X": [1.0], "M": [1.0], "Y": [1.0], "U": [0.0]}, LatentColumnError, "latent variable U"),
+        ({"X": [1.0], "M": [1.0]}, MissingColumnError, r"\['Y'\] has no column"),
+        (
+            {"X": [1.0], "M": [1.0], "Y": [1.0], "Z": [1.0]},
+            UnexpectedColumnError,
+            "not a variable of the graph",
+        ),
+        ({"X": [1.0, np.nan], "M": [1.0, 2.0], "Y": [1.0, 2.0]}, NonFiniteDataError, "row 1"),
+        ({"X": [1.0, 2.0], "M": [np.inf, 2.0], "Y": [1.0, 2.0]}, NonFiniteDataError, "'M'"),
+        ({"X": [1.0, 2.0], "M": [1.0], "Y": [1.0, 2.0]}, UnequalLengthError, "different numbers of rows"),
+        ({"X": ["a", "b"], "M": [1.0, 2.0], "Y": [1.0, 2.0]}, NonNumericDataError, "'X'"),
+        ({"X": [], "M": [], "Y": []}, EmptyDataError, "no rows"),
+        ({}, EmptyDataError, "no columns"),
+        ({"X": 1.0, "M": [1.0], "Y": [1.0]}, DataError, "single number"),
+        ([1, 2, 3], DataError, "DataFrame or a dict"),
+        ({1: [1.0], "M": [1.0], "Y": [1.0]}, UnexpectedColumnError, "not a string"),
+    ],
+    ids=[
+        "latent",
+        "missing",
+        "unexpected",
+        "nan",
+        "inf",
+        "lengths",
+        "strings",
+        "empty",
+        "no-columns",
+        "scalar",
+        "list",
+        "non-str-name",
+    ],
+)
+def test_validate_errors(data, error, match):
+    with pytest.raises(error, match=match):
+        validate_data(data, FRONTDOOR_GRAPH)
+
+
+def test_validate_pandas_specific_errors():
+    df = pd.DataFrame({"X": [1.0, 2.0], "M": pd.Categorical(["a", "b"]), "Y": [1.0, 2.0]})
+    with pytest.raises(NonNumericDataError, match="'M'"):
+        validate_data(df, FRONTDOOR_GRAPH)
+    df = pd.DataFrame({"X": pd.array([1, None], dtype="Int64"), "M": [1.0, 2.0], "Y": [1.0, 2.0]})
+    with pytest.raises(NonFiniteDataError):
+        validate_data(df, FRONTDOOR_GRAPH)
+    with pytest.raises(EmptyDataError):
+        validate_data(pd.DataFrame(), FRONTDOOR_GRAPH)
+    with pytest.raises(EmptyDataError):
+        validate_data(pd.DataFrame({"X": [], "M": [], "Y": []}), FRONTDOOR_GRAPH)
+
+
+def test_data_errors_come_before_any_fit(monkeypatch):
+    def boom(*a, **k):  # pragma: no cover - must not be reached
+        raise AssertionError("inference started")
+
+    monkeypatch.setattr(inference, "_run_nuts", boom)
+    monkeypatch.setattr(inference, "_run_svi", boom)
+    with pytest.raises(LatentColumnError):
+        frontdoor.fit({"X": [1.0], "M": [1.0], "Y": [1.0], "U": [1.0]})
+    with pytest.raises(MissingColumnError):
+        frontdoor.fit({"X": [1.0], "M": [1.0]}, method="svi")
+
+
+def test_column_shape_must_match_site():
+    with pytest.raises(DataError, match="shape"):
+        regression.fit({"X": torch.zeros(5, 2), "Y": torch.zeros(5, 2)}, **FAST_SVI)
+
+
+# --- refusals -------------------------------------------------------------------------------------
+
+
+def test_fit_runs_the_structure_check_first():
+    @causal_model(CausalGraph.parse("X; Y"))
+    def wrong(n):
+        with units(n):
+            x = pyro.sample("X", dist.Normal(0.0, 1.0))
+            pyro.sample("Y", dist.Normal(x, 1.0))
+
+    with pytest.raises(ModelGraphMismatchError, match="Y reads X"):
+        wrong.fit(_reg_data(), **FAST_SVI)
+
+
+def test_observed_deterministic_site_is_refused():
+    @causal_model(CausalGraph.parse("X -> Y"))
+    def det(n):
+        b = pyro.sample("b", dist.Normal(0.0, 1.0))
+        with units(n):
+            x = pyro.sample("X", dist.Normal(0.0, 1.0))
+            pyro.deterministic("Y", b * x)
+
+    with pytest.raises(InferenceError, match="no likelihood"):
+        det.fit(_reg_data(), **FAST_SVI)
+
+
+def test_non_enumerable_discrete_latent_is_refused():
+    @causal_model(CausalGraph.parse("K -> Y", latent=["K"]))
+    def counts(n):
+        rate = pyro.sample("rate", dist.HalfNormal(3.0))
+        with units(n):
+            k = pyro.sample("K", dist.Poisson(rate))
+            pyro.sample("Y", dist.Normal(k, 1.0))
+
+    for method in ("nuts", "svi"):
+        with pytest.raises(InferenceError, match="cannot enumerate"):
+            counts.fit({"Y": torch.arange(5.0)}, method=method, progress_bar=False)
+
+
+def test_discrete_global_is_refused():
+    @causal_model(CausalGraph.parse("X"))
+    def m(n):
+        k = pyro.sample("k", dist.Bernoulli(0.5))
+        with units(n):
+            pyro.sample("X", dist.Normal(k, 1.0))
+
+    with pytest.raises(InferenceError, match="global parameter 'k' is discrete"):
+        m.fit({"X": torch.zeros(4)}, **FAST_SVI)
+
+
+def test_data_outside_support_is_refused():
+    @causal_model(CausalGraph.parse("X -> Y"))
+    def logistic(n):
+        b = pyro.sample("b", dist.Normal(0.0, 1.0))
+        with units(n):
+            x = pyro.sample("X", dist.Normal(0.0, 1.0))
+            pyro.sample("Y", dist.Bernoulli(logits=b * x))
+
+    with pytest.raises(InferenceError, match="'Y'"):
+        logistic.fit({"X": torch.zeros(3), "Y": torch.tensor([0.0, 1.0, 2.0])}, **FAST_SVI)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"method": "hmc"}, "method"),
+        ({"num_samples": 0}, "num_samples"),
+        ({"num_chains": -1}, "num_chains"),
+        ({"method": "svi", "num_steps": 0}, "num_steps"),
+        ({"method": "svi", "guide": "flow"}, "guide"),
+        ({"threads": 0}, "threads"),
+    ],
+)
+def test_bad_options(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        regression.fit(_reg_data(), progress_bar=False, **kwargs)
+
+
+def test_cuda_unavailable_raises_device_error(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(DeviceError, match="CUDA is not available"):
+        regression.fit(_reg_data(), device="cuda", **FAST_SVI)
+    with pytest.raises(DeviceError):
+        regression.fit(_reg_data(), device="tpu", **FAST_SVI)
+
+
+# --- NUTS ----------------------------------------------------------------------------------------
+
+
+def test_nuts_fit_draws_and_diagnostics():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        post = regression.fit(_reg_data(), **FAST_NUTS, seed=1)
+    assert isinstance(post, CausalPosterior)
+    assert set(post.samples) == {"b", "s"}
+    assert post.samples["b"].shape == (60,) and post.num_draws == 60
+    assert (post.samples["s"] > 0).all()
+    d = post.diagnostics
+    for key in ("r_hat", "ess", "max_r_hat", "min_ess", "divergences", "acceptance_rate", "time_s"):
+        assert key in d
+    assert set(d["r_hat"]) == {"b", "s"}
+    assert abs(post.samples["b"].mean().item() - 0.7) < 0.3
+    assert post.method == "nuts" and post.seed == 1
+
+
+def test_nuts_keeps_per_unit_latent_draws_and_chains(small_data):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        post = frontdoor.fit(
+            small_data, method="nuts", num_samples=20, warmup_steps=20, num_chains=2, **QUIET
+        )
+    assert post.samples["mu"].shape == (40,)
+    assert post.unit_samples["U"].shape == (40, 60)
+    assert post.num_chains == 2
+    assert post.to_arviz().posterior["mu"].shape == (2, 20)
+
+
+def test_nuts_warns_on_bad_diagnostics():
+    with pytest.warns(UserWarning, match="NUTS fit of 'regression' may be unreliable"):
+        regression.fit(_reg_data(), method="nuts", num_samples=10, warmup_steps=5, **QUIET)
+
+
+def test_nuts_with_enumerated_discrete_latent():
+    @causal_model(CausalGraph.parse("C -> X", latent=["C"]))
+    def mixture(n):
+        p = pyro.sample("p", dist.Beta(2.0, 2.0))
+        with units(n):
+            c = pyro.sample("C", dist.Bernoulli(p))
+            pyro.sample("X", dist.Normal(3.0 * c, 1.0))
+
+    x = torch.cat([torch.randn(30, generator=torch.Generator().manual_seed(0)), 3 + torch.randn(10)])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        post = mixture.fit({"X": x}, **FAST_NUTS)
+    assert post.diagnostics["enumerated"] == ("C",)
+    assert set(post.samples) == {"p"}
+    assert 0.05 < post.samples["p"].mean().item() < 0.6
+
+
+# --- SVI -----------------------------------------------------------------------------------------
+
+
+def test_svi_fit_draws_and_diagnostics():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        post = regression.fit(_reg_data(80), method="svi", num_steps=600, num_samples=200, **QUIET)
+    d = post.diagnostics
+    assert post.samples["b"].shape == (200,)
+    assert d["loss"].shape == (600,) and np.isfinite(d["final_elbo"])
+    assert d["guide_class"] in ("AutoLowRankMultivariateNormal", "AutoMultivariateNormal")
+    assert "converged" in d and "is_corrected" in d
+    assert abs(post.samples["b"].mean().item() - 0.7) < 0.2
+
+
+def test_svi_warns_when_elbo_still_falling(small_data):
+    with pytest.warns(UserWarning, match="ELBO was still improving"):
+        frontdoor.fit(
+            small_data, method="svi", num_steps=100, lr=0.01, num_samples=50, importance=False, **QUIET
+        )
+
+
+@pytest.mark.parametrize("guide", ["mvn", "normal", "lowrank_mvn"])
+def test_svi_guides(guide, small_data):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        post = frontdoor.fit(small_data, method="svi", guide=guide, num_steps=100, num_samples=50, **QUIET)
+    assert post.samples["theta_XM"].shape == (50,)
+    assert post.unit_samples["U"].shape == (50, 60)
+
+
+def test_svi_custom_guide_factory():
+    from pyro.infer.autoguide import AutoDelta
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        post = regression.fit(
+            _reg_data(), method="svi", guide=AutoDelta, num_steps=200, num_samples=10, **QUIET
+        )
+    assert post.diagnostics["guide_class"] == "AutoDelta"
+    assert torch.all(post.samples["b"] == post.samples["b"][0])  # a point mass
+    assert post.diagnostics["is_corrected"] is False
+
+
+def test_svi_with_enumerated_discrete_latent():
+    @causal_model(CausalGraph.parse("C -> X", latent=["C"]))
+    def mixture(n):
+        p = pyro.sample("p", dist.Beta(2.0, 2.0))
+        with units(n):
+            c = pyro.sample("C", dist.Bernoulli(p))
+            pyro.sample("X", dist.Normal(3.0 * c, 1.0))
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        post = mixture.fit({"X": torch.randn(20)}, **FAST_SVI)
+    assert post.diagnostics["enumerated"] == ("C",)
+    assert post.diagnostics["is_skipped"] == "enumerated discrete latents"
+
+
+def test_model_args_are_passed_through():
+    @causal_model(CausalGraph.parse("X -> Y"))
+    def scaled(n, scale):
+        b = pyro.sample("b", dist.Normal(0.0, 1.0))
+        with units(n):
+            x = pyro.sample("X", dist.Normal(0.0, 1.0))
+            pyro.sample("Y", dist.Normal(b * x, scale))
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        post = scaled.fit(_reg_data(), model_args=(0.5,), **FAST_SVI)
+    assert post.samples["b"].shape == (100,)
+
+
+# --- seeds, threads, devices ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("method", ["nuts", "svi"])
+def test_same_seed_identical_draws_and_caller_stream_untouched(method, small_data):
+    model, data, options, key = (
+        (regression, _reg_data(), {**FAST_NUTS, "jit_compile": False}, "b")
+        if method == "nuts"
+        else (frontdoor, small_data, FAST_SVI, "theta_XM")
+    )
+    state = torch.get_rng_state()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        a = model.fit(data, seed=3, **options)
+        b = model.fit(data, seed=3, **options)
+        c = model.fit(data, seed=4, **options)
+    assert torch.equal(state, torch.get_rng_state())
+    for k in a.samples:
+        assert torch.equal(a.samples[k], b.samples[k]), k
+    assert not torch.equal(a.samples[key], c.samples[key])
+
+
+def test_nuts_jit_is_reproducible():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        a = regression.fit(_reg_data(), seed=0, **FAST_NUTS)
+        b = regression.fit(_reg_data(), seed=0, **FAST_NUTS)
+    assert torch.equal(a.samples["b"], b.samples["b"])
+
+
+def test_threads_setting_is_restored():
+    before = torch.get_num_threads()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        regression.fit(_reg_data(), **FAST_SVI)
+    assert torch.get_num_threads() == before
+
+
+@pytest.mark.cuda
+@cuda
+def test_fit_and_estimate_on_cuda(small_data):
+    from causal_pp.queries import ATE
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        post = frontdoor.fit(small_data, device="cuda", **FAST_SVI)
+        assert post.device.type == "cuda"
+        assert post.samples["theta_XM"].device.type == "cuda"
+        est = post.estimate(ATE("X", "Y"), num_units=200)
+        nuts = frontdoor.fit(small_data, device="cuda", **FAST_NUTS)
+    assert np.isfinite(est.mean) and est.samples.device.type == "cpu"
+    assert nuts.samples["mu"].device.type == "cuda"
