@@ -8,6 +8,7 @@ returns the posterior predictive of the causal quantity.
 
 from __future__ import annotations
 
+from . import cases, convergence
 from .counterfactual import (
     ETT,
     PN,
@@ -33,6 +34,8 @@ from .queries import ATE, Interventional
 __version__ = "0.1.0"
 
 __all__ = [
+    "cases",
+    "convergence",
     "ATE",
     "ETT",
     "PN",

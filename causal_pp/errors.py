@@ -12,6 +12,7 @@ from typing import Any
 
 __all__ = [
     "CausalPPError",
+    "CounterfactualError",
     "CyclicGraphError",
     "DataError",
     "DeviceError",
@@ -138,6 +139,18 @@ class ModelGraphMismatchError(CausalPPError):
 
 class InterventionError(CausalPPError, ValueError):
     """An intervention targets something that cannot be intervened on."""
+
+
+class CounterfactualError(CausalPPError):
+    """A model cannot be made into a twin-world counterfactual program.
+
+    Raised for a per-unit site whose distribution has no shared-noise construction
+    (``.site`` names it).
+    """
+
+    def __init__(self, message: str, site: str | None = None) -> None:
+        super().__init__(message)
+        self.site = site
 
 
 # --- data -------------------------------------------------------------------------------

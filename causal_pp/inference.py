@@ -396,6 +396,7 @@ def fit(
     guide: str | Callable[[Callable[..., Any]], Any] = "auto",
     importance: bool = True,
     importance_particles: int = 16,
+    restarts: int = 3,
     seed: int = 0,
     device: str | torch.device = "cpu",
     progress_bar: bool = True,
@@ -435,6 +436,11 @@ def fit(
         per-unit latents co-vary with the global parameters -- mean-field guides cannot, and
         are badly overconfident for these models), ``"mvn"`` (full covariance; small
         models), ``"normal"`` (mean-field), or a callable ``guide(conditioned_model)``.
+    restarts
+        SVI only: short runs (150 steps) from this many independent initialisations; the
+        one with the lowest loss is continued. Guards against confident wrong optima where a
+        per-unit latent absorbs an outcome (seen on the front-door model at N=800 with a
+        single start: ATE -0.10 +- 0.04 against a truth of -1.5). ``1`` disables it.
     importance, importance_particles
         SVI only: correct the guide's draws of the global parameters by adaptive importance
         resampling. Units are independent given the globals, so each draw's likelihood is a
@@ -580,6 +586,7 @@ def fit(
                 jit_compile=jit_compile,
                 importance=importance,
                 importance_particles=importance_particles,
+                restarts=restarts,
                 max_plate_nesting=P,
                 seed=seed,
                 device=dev,
@@ -1025,6 +1032,46 @@ def _optimise(
     return np.asarray(losses, dtype=float), plateau
 
 
+SVI_RESTART_STEPS = 150
+
+
+def _best_start(
+    target: Callable[[], Any],
+    new_guide: Callable[[], Any],
+    make_elbo: Callable[[bool], Any],
+    *,
+    lr: float,
+    restarts: int,
+) -> tuple[Any, list[float]]:
+    """Run ``restarts`` short SVI runs from independent initialisations; keep the best guide.
+
+    Per-unit latents make the ELBO multimodal: from a poor start the per-unit latent can
+    absorb an outcome (e.g. U explaining Y in the front-door model, the causal path shrunk to
+    zero), a confident wrong optimum that a longer run never leaves. A few short runs from
+    independent prior draws, ranked by their final loss, avoid it at a small cost. Returns
+    the best guide, its parameters restored in the param store, and each run's final loss.
+    """
+    if restarts <= 1:
+        return new_guide(), []
+    store = pyro.get_param_store()
+    best: tuple[float, Any, Any] | None = None
+    scores = []
+    for _ in range(restarts):
+        store.clear()
+        g = new_guide()
+        svi = SVI(target, g, pyro.optim.ClippedAdam({"lr": lr, "clip_norm": 10.0}), make_elbo(False))
+        losses = [svi.step() for _ in range(SVI_RESTART_STEPS)]
+        score = float(np.mean(losses[-SVI_RESTART_STEPS // 3 :]))
+        scores.append(score)
+        if np.isfinite(score) and (best is None or score < best[0]):
+            best = (score, store.get_state(), g)
+    if best is None:
+        store.clear()
+        return new_guide(), scores
+    store.set_state(best[1])
+    return best[2], scores
+
+
 def _run_svi(
     target: Callable[[], Any],
     globals_: list[str],
@@ -1045,6 +1092,7 @@ def _run_svi(
     seed: int,
     device: torch.device,
     progress_bar: bool,
+    restarts: int = 1,
 ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor], dict[str, Any]]:
     guide_model = poutine.block(target, hide=enum) if enum else target
     latent_dim = _global_dims(s, globals_) + sum(
@@ -1056,10 +1104,13 @@ def _run_svi(
         "vectorize_particles": num_particles > 1,
         "max_plate_nesting": max_plate_nesting,
     }
-    if enum:
-        elbo = JitTraceEnum_ELBO(ignore_jit_warnings=True, **kw) if jit_compile else TraceEnum_ELBO(**kw)
-    else:
-        elbo = JitTrace_ELBO(ignore_jit_warnings=True, **kw) if jit_compile else Trace_ELBO(**kw)
+
+    def make_elbo(jit: bool) -> Any:
+        # A JIT-compiled ELBO is bound to the guide it first ran with: one per guide.
+        if enum:
+            return JitTraceEnum_ELBO(ignore_jit_warnings=True, **kw) if jit else TraceEnum_ELBO(**kw)
+        return JitTrace_ELBO(ignore_jit_warnings=True, **kw) if jit else Trace_ELBO(**kw)
+
     optim = pyro.optim.ClippedAdam({"lr": lr, "clip_norm": 10.0})
     with (
         pyro.get_param_store().scope(),
@@ -1070,8 +1121,14 @@ def _run_svi(
         warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
         warnings.filterwarnings("ignore", message="`torch.jit.trace` is deprecated")
         warnings.filterwarnings("ignore", message="Encountered NaN", category=UserWarning)
-        g = _make_guide(guide, guide_model, rank, latent_dim)
-        svi = SVI(target, g, optim, elbo)
+        g, start_losses = _best_start(
+            target,
+            lambda: _make_guide(guide, guide_model, rank, latent_dim),
+            make_elbo,
+            lr=lr,
+            restarts=restarts,
+        )
+        svi = SVI(target, g, optim, make_elbo(jit_compile))
         losses, plateau = _optimise(
             svi, optim, num_steps=num_steps, lr=lr, lr_decay=lr_decay, progress_bar=progress_bar
         )
@@ -1112,6 +1169,7 @@ def _run_svi(
             is_info["is_skipped"] = "enumerated discrete latents"
     converged, drop, se = plateau
     w = max(20, len(losses) // 10)
+    is_info["restart_losses"] = start_losses
     diagnostics: dict[str, Any] = {
         "method": "svi",
         "guide": guide if isinstance(guide, str) else getattr(guide, "__name__", repr(guide)),

@@ -43,6 +43,7 @@ if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
 
     from .posterior import CausalPosterior
+    from .twin_world import TwinWorldProgram
 
 __all__ = [
     "CausalModel",
@@ -638,6 +639,25 @@ class CausalModel:
         (('X', 'Y'),)
         """
         return InterventionalProgram(self, self._validate_actions(do))
+
+    def twin_world(self, do: Mapping[str, Any], factual: Mapping[str, Any] | None = None) -> TwinWorldProgram:
+        """The twin-world counterfactual program with shared noise; see :func:`causal_pp.twin_world.twin_world`.
+
+        Examples
+        --------
+        >>> import pyro, pyro.distributions as dist
+        >>> from causal_pp import CausalGraph, causal_model, units
+        >>> @causal_model(CausalGraph.parse("X -> Y"))
+        ... def m(n):
+        ...     with units(n):
+        ...         x = pyro.sample("X", dist.Normal(0.0, 1.0))
+        ...         pyro.sample("Y", dist.Normal(x, 1.0))
+        >>> m.twin_world({"X": 0.0}, factual={"Y": 1.0})
+        TwinWorldProgram(m, do={'X': 0.0}, factual={'Y': 1.0})
+        """
+        from .twin_world import twin_world
+
+        return twin_world(self, do, factual)
 
     # --- inference ----------------------------------------------------------------------
 

@@ -501,6 +501,7 @@ class CausalPosterior:
         num_units: int = 1000,
         seed: int = 0,
         allow_unidentified: bool = False,
+        assume_monotonic: bool = False,
     ) -> Estimate:
         """Estimate a causal query: its posterior, unit-level predictive, and plug-in value.
 
@@ -534,6 +535,15 @@ class CausalPosterior:
         allow_unidentified
             Estimate a query the gate refuses. The result has ``identified=False`` and a
             warning is issued: such numbers concentrate, as data grows, in the wrong place.
+        assume_monotonic
+            Counterfactual queries only: passed to the gate (PN/PS need it).
+
+        **Counterfactual queries** (:class:`~causal_pp.counterfactual.Counterfactual`,
+        :class:`~causal_pp.counterfactual.ETT`, :class:`~causal_pp.counterfactual.PN`,
+        :class:`~causal_pp.counterfactual.PS`) are gated by
+        :func:`~causal_pp.counterfactual.identify_counterfactual` and estimated by
+        abduction-action-prediction with shared noise: see
+        :func:`causal_pp.twin_world.estimate_counterfactual`.
 
         Returns
         -------
@@ -577,6 +587,20 @@ class CausalPosterior:
         >>> sorted(est.predictive)
         ['Y | do(X=0)', 'Y | do(X=1)']
         """
+        from .counterfactual import ETT, PN, PNS, PS, Counterfactual
+
+        if isinstance(query, (Counterfactual, ETT, PN, PS, PNS)):
+            from .twin_world import estimate_counterfactual
+
+            return estimate_counterfactual(
+                self,
+                query,
+                num_samples=num_samples,
+                num_units=num_units,
+                seed=seed,
+                allow_unidentified=allow_unidentified,
+                assume_monotonic=assume_monotonic,
+            )
         if not isinstance(query, (Interventional, ATE)):
             raise QueryError(f"estimate() takes an Interventional or ATE query; got {type(query).__name__}.")
         if not isinstance(num_units, int) or num_units < 1:

@@ -1,0 +1,101 @@
+"""Ground-truth case studies: DAG + simulator + Bayesian model + queries with known answers.
+
+Each :class:`Case` bundles a causal DAG with its latent nodes, a ground-truth structural
+simulator (:meth:`Case.simulate`), the Pyro model to fit (:attr:`Case.fn`, wrapped as
+:attr:`Case.model`), and its queries (:class:`CaseQuery`: the query, whether it is
+identified, its true value with standard error and method, the published value, the naive
+answer). The built-in cases follow Mohammad-Taheri et al., *Do-calculus enables estimation of
+causal effects in partially observed biomolecular pathways*, Bioinformatics 38(S1) i350 (2022):
+
+=================  ===========================================================================
+``frontdoor``      Example 2: U -> X -> M -> Y, U -> Y; linear-Gaussian; identified
+``bow``            Example 1: U -> X -> Y, U -> Y; NOT identified (negative control)
+``backdoor``       observed confounder Z (driven by latent U, which also acts on Y); identified
+``multicause``     case study 1: five binary causes, binary mediator, three latents; identified
+``napkin``         case study 2: W -> R -> X -> Y with two latents; weak confounding; identified
+``napkin_strong``  the napkin with strong confounding
+``igf``            case study 3: IGF/EGF signalling, latent receptors; identified
+``sars_cov2``      case study 4: SARS-CoV-2 cytokine storm, 16 observed + 9 latent; identified
+=================  ===========================================================================
+
+Examples
+--------
+>>> from causal_pp import cases
+>>> list(cases.registry())
+['frontdoor', 'bow', 'backdoor', 'multicause', 'napkin', 'napkin_strong', 'igf', 'sars_cov2']
+>>> case = cases.get_case("bow")
+>>> q = case.queries["ate"]
+>>> q.identified, q.truth, q.naive
+(False, 1.0, 2.0)
+>>> case.simulate(2, seed=0).shape
+(2, 2)
+"""
+
+from __future__ import annotations
+
+from ._core import (
+    MC_DRAWS,
+    MC_SEED,
+    SCM,
+    Case,
+    CaseError,
+    CaseQuery,
+    DuplicateCaseError,
+    Equation,
+    Truth,
+    UnknownCaseError,
+    constant,
+    get_case,
+    monte_carlo_truth,
+    naive_contrast,
+    register,
+    registry,
+    unregister,
+)
+from .backdoor import make_backdoor
+from .bow import make_bow
+from .frontdoor import make_frontdoor
+from .igf import make_igf
+from .multicause import make_multicause
+from .napkin import make_napkin
+from .sars_cov2 import make_sars_cov2
+
+__all__ = [
+    "MC_DRAWS",
+    "MC_SEED",
+    "SCM",
+    "Case",
+    "CaseError",
+    "CaseQuery",
+    "DuplicateCaseError",
+    "Equation",
+    "Truth",
+    "UnknownCaseError",
+    "constant",
+    "get_case",
+    "make_backdoor",
+    "make_bow",
+    "make_frontdoor",
+    "make_igf",
+    "make_multicause",
+    "make_napkin",
+    "make_sars_cov2",
+    "monte_carlo_truth",
+    "naive_contrast",
+    "register",
+    "registry",
+    "unregister",
+]
+
+for _case in (
+    make_frontdoor(),
+    make_bow(),
+    make_backdoor(),
+    make_multicause(),
+    make_napkin(),
+    make_napkin(strong=True),
+    make_igf(),
+    make_sars_cov2(),
+):
+    register(_case)
+del _case
