@@ -65,10 +65,14 @@ def _cmd_cases(args: argparse.Namespace) -> int:
     from .cases import registry
 
     for name, case in registry().items():
-        print(f"{name:<16} {case.graph.to_string()}  [latent: {', '.join(case.graph.latent) or '-'}]")
+        g = case.graph
+        print(f"{name}: {len(g.observed)} observed, {len(g.latent)} latent ({', '.join(g.latent)})")
         for qname, cq in case.queries.items():
             verdict = "identified" if cq.identified else "NOT identified"
-            print(f"{'':<16}   {qname}: {cq.query}  ({verdict})")
+            text = str(cq.query)
+            if text.startswith("P("):  # the recorded truth of an interventional query is its mean
+                text = "E[" + text[2:-1] + "]"
+            print(f"    {qname}: {text} = {cq.truth:.4g}  [{verdict}; truth {cq.truth_method}]")
     return 0
 
 

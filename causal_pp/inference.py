@@ -396,7 +396,7 @@ def fit(
     guide: str | Callable[[Callable[..., Any]], Any] = "auto",
     importance: bool = True,
     importance_particles: int = 16,
-    restarts: int = 3,
+    restarts: int = 5,
     seed: int = 0,
     device: str | torch.device = "cpu",
     progress_bar: bool = True,
@@ -440,7 +440,8 @@ def fit(
         SVI only: short runs (150 steps) from this many independent initialisations; the
         one with the lowest loss is continued. Guards against confident wrong optima where a
         per-unit latent absorbs an outcome (seen on the front-door model at N=800 with a
-        single start: ATE -0.10 +- 0.04 against a truth of -1.5). ``1`` disables it.
+        single start: ATE -0.10 +- 0.04 against a truth of -1.5; on one N=400 data set all
+        of 3 starts landed there and 2 of 5 did not). ``1`` disables it.
     importance, importance_particles
         SVI only: correct the guide's draws of the global parameters by adaptive importance
         resampling. Units are independent given the globals, so each draw's likelihood is a

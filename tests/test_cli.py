@@ -67,3 +67,48 @@ def test_bad_input_exits_2_without_traceback(args: list[str], needle: str) -> No
 def test_console_script_module_entry_point() -> None:
     proc = run(["identify", "--graph", "X -> Y", "--do", "X", "--outcome", "Y"])
     assert proc.returncode == 0, proc.stderr
+
+
+def test_cases_lists_every_case_with_its_verdicts(capsys: pytest.CaptureFixture[str]) -> None:
+    from causal_pp.cases import registry
+
+    assert main(["cases"]) == 0
+    out = capsys.readouterr().out
+    for name in registry():
+        assert f"{name}:" in out
+    assert "NOT identified" in out  # the bow negative control
+
+
+def test_converge_prints_a_table_and_writes_plot_and_report(tmp_path, capsys) -> None:
+    code = main(
+        [
+            "converge",
+            "--case",
+            "frontdoor",
+            "--sizes",
+            "20,40",
+            "--replicates",
+            "1",
+            "--quiet",
+            "--out",
+            str(tmp_path),
+        ]
+    )
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "mean_abs_error" in out
+    assert (tmp_path / "convergence.png").stat().st_size > 0
+    assert (tmp_path / "report.md").read_text().startswith("# causal_pp convergence report")
+    assert len((tmp_path / "results.jsonl").read_text().splitlines()) == 2
+
+
+def test_converge_refuses_a_non_identified_case_without_opt_in(tmp_path) -> None:
+    proc = run(["converge", "--case", "bow", "--sizes", "20", "--replicates", "1", "--out", str(tmp_path)])
+    assert proc.returncode == 2
+    assert "not identifiable" in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "results.jsonl").exists()
+
+
+def test_converge_unknown_case_exits_2(tmp_path) -> None:
+    proc = run(["converge", "--case", "frontdor", "--out", str(tmp_path)])
+    assert proc.returncode == 2 and "frontdoor" in proc.stderr and "Traceback" not in proc.stderr
