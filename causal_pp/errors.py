@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 __all__ = [
+    "ArgumentTypeError",
     "CausalPPError",
     "CounterfactualError",
     "CyclicGraphError",
@@ -23,6 +24,7 @@ __all__ = [
     "GraphParseError",
     "InferenceError",
     "InterventionError",
+    "InvalidArgumentError",
     "InvalidNodeNameError",
     "LatentColumnError",
     "LatentVariableQueryError",
@@ -197,3 +199,11 @@ class DeviceError(CausalPPError, RuntimeError):
 
 class InferenceError(CausalPPError, RuntimeError):
     """Inference could not run or produced unusable output."""
+
+
+class InvalidArgumentError(CausalPPError, ValueError):
+    """An option has an invalid value (e.g. a non-positive number of samples)."""
+
+
+class ArgumentTypeError(CausalPPError, TypeError):
+    """An argument has the wrong type (e.g. a plain function where a CausalModel is needed)."""

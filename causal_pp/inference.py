@@ -45,10 +45,12 @@ from torch.distributions import biject_to
 from tqdm.auto import tqdm
 
 from .errors import (
+    ArgumentTypeError,
     DataError,
     DeviceError,
     EmptyDataError,
     InferenceError,
+    InvalidArgumentError,
     LatentColumnError,
     MissingColumnError,
     NonFiniteDataError,
@@ -511,21 +513,25 @@ def fit(
     (torch.Size([100]), -1)
     """
     if method not in ("nuts", "svi"):
-        raise ValueError(f"method must be 'nuts' or 'svi'; got {method!r}.")
+        raise InvalidArgumentError(f"method must be 'nuts' or 'svi'; got {method!r}.")
     for name, v in (("num_samples", num_samples), ("num_chains", num_chains)):
         if not isinstance(v, int) or v < 1:
-            raise ValueError(f"{name} must be a positive integer; got {v!r}.")
+            raise InvalidArgumentError(f"{name} must be a positive integer; got {v!r}.")
     if method == "nuts" and (not isinstance(warmup_steps, int) or warmup_steps < 0):
-        raise ValueError(f"warmup_steps must be a non-negative integer; got {warmup_steps!r}.")
+        raise InvalidArgumentError(f"warmup_steps must be a non-negative integer; got {warmup_steps!r}.")
     if method == "svi" and num_steps is not None and (not isinstance(num_steps, int) or num_steps < 4):
-        raise ValueError(f"num_steps must be None (adaptive) or an integer >= 4; got {num_steps!r}.")
+        raise InvalidArgumentError(
+            f"num_steps must be None (adaptive) or an integer >= 4; got {num_steps!r}."
+        )
     if isinstance(guide, str) and guide not in _GUIDES:
-        raise ValueError(f"guide must be one of {_GUIDES} or a callable; got {guide!r}.")
+        raise InvalidArgumentError(f"guide must be one of {_GUIDES} or a callable; got {guide!r}.")
     dev = resolve_device(device)
     from .model import CausalModel
 
     if not isinstance(model, CausalModel):
-        raise TypeError(f"fit() needs a CausalModel; got {type(model).__name__}. Use @causal_model(graph).")
+        raise ArgumentTypeError(
+            f"fit() needs a CausalModel; got {type(model).__name__}. Use @causal_model(graph)."
+        )
     cpu_data = validate_data(data, model.graph)
     n = int(next(iter(cpu_data.values())).shape[0])
     model_kwargs = dict(model_kwargs or {})
@@ -550,7 +556,7 @@ def fit(
     if threads == "auto":
         threads = 1 if n < SMALL_PROBLEM_UNITS else None
     elif threads is not None and (not isinstance(threads, int) or threads < 1):
-        raise ValueError(f"threads must be 'auto', None or a positive integer; got {threads!r}.")
+        raise InvalidArgumentError(f"threads must be 'auto', None or a positive integer; got {threads!r}.")
     t0 = time.perf_counter()
     with on_device(dev), num_threads(threads):
         _check_support(conditioned, list(data_dev), dev, seed)

@@ -35,7 +35,7 @@ import torch
 from pyro.distributions.torch_distribution import MaskedDistribution
 from pyro.poutine.util import site_is_factor, site_is_subsample
 
-from .errors import InterventionError, ModelGraphMismatchError, UnknownVariableError
+from .errors import ArgumentTypeError, InterventionError, ModelGraphMismatchError, UnknownVariableError
 from .graph import CausalGraph
 from .handlers import UNITS, SetValue, TrackDependencies, intervene
 
@@ -313,11 +313,11 @@ class CausalModel:
 
     def __init__(self, fn: Callable[..., Any], graph: CausalGraph, auxiliary: Iterable[str] = ()) -> None:
         if not callable(fn):
-            raise TypeError(f"CausalModel needs a Pyro model function; got {type(fn).__name__}.")
+            raise ArgumentTypeError(f"CausalModel needs a Pyro model function; got {type(fn).__name__}.")
         if isinstance(fn, CausalModel):
             fn = fn.fn
         if not isinstance(graph, CausalGraph):
-            raise TypeError(
+            raise ArgumentTypeError(
                 f"CausalModel needs a CausalGraph; got {type(graph).__name__}. Build one with "
                 "CausalGraph.parse('X -> Y; ...', latent=[...])."
             )

@@ -25,7 +25,7 @@ import pyro
 import torch
 from pyro import poutine
 
-from .errors import InferenceError, QueryError
+from .errors import InferenceError, InvalidArgumentError, QueryError
 from .handlers import intervene, log_weight
 from .identification import Identification, identify
 from .queries import ATE, Interventional
@@ -136,7 +136,7 @@ class Estimate:
         [0.05, 0.95]
         """
         if not 0.0 < prob < 1.0:
-            raise ValueError(f"prob must be in (0, 1); got {prob!r}.")
+            raise InvalidArgumentError(f"prob must be in (0, 1); got {prob!r}.")
         q = torch.tensor([(1 - prob) / 2, (1 + prob) / 2], dtype=torch.float64)
         lo, hi = torch.quantile(self.samples.double(), q, dim=0)
         if lo.dim() == 0:
@@ -485,7 +485,7 @@ class CausalPosterior:
                 )
             return None, c
         if not isinstance(num_samples, int) or num_samples < 1:
-            raise ValueError(f"num_samples must be a positive integer; got {num_samples!r}.")
+            raise InvalidArgumentError(f"num_samples must be a positive integer; got {num_samples!r}.")
         d = total // c
         if num_samples % c == 0:
             per = num_samples // c
@@ -604,7 +604,7 @@ class CausalPosterior:
         if not isinstance(query, (Interventional, ATE)):
             raise QueryError(f"estimate() takes an Interventional or ATE query; got {type(query).__name__}.")
         if not isinstance(num_units, int) or num_units < 1:
-            raise ValueError(f"num_units must be a positive integer; got {num_units!r}.")
+            raise InvalidArgumentError(f"num_units must be a positive integer; got {num_units!r}.")
         ident = identify(self.graph, query, strict=not allow_unidentified)
         if not ident.identified:
             warnings.warn(

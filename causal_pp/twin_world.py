@@ -56,7 +56,13 @@ from pyro.poutine.messenger import Messenger
 from pyro.poutine.util import site_is_factor, site_is_subsample
 
 from .counterfactual import ETT, PN, PNS, PS, Counterfactual, identify_counterfactual
-from .errors import CounterfactualError, InferenceError, QueryError, UnknownVariableError
+from .errors import (
+    CounterfactualError,
+    InferenceError,
+    InvalidArgumentError,
+    QueryError,
+    UnknownVariableError,
+)
 from .handlers import UNITS, intervene
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -514,7 +520,7 @@ def estimate_counterfactual(
     from .posterior import Estimate, _ess, _resample
 
     if not isinstance(num_units, int) or num_units < 1:
-        raise ValueError(f"num_units must be a positive integer; got {num_units!r}.")
+        raise InvalidArgumentError(f"num_units must be a positive integer; got {num_units!r}.")
     evidence, arms, outcome, contrast = _plan(query)
     ident = identify_counterfactual(
         post.graph, query, assume_monotonic=assume_monotonic, strict=not allow_unidentified

@@ -419,3 +419,28 @@ def test_fit_and_estimate_on_cuda(small_data):
         nuts = frontdoor.fit(small_data, device="cuda", **FAST_NUTS)
     assert np.isfinite(est.mean) and est.samples.device.type == "cpu"
     assert nuts.samples["mu"].device.type == "cuda"
+
+
+@pytest.mark.parametrize(
+    "options",
+    [{"method": "hmc"}, {"num_samples": 0}, {"warmup_steps": -1}, {"guide": "flow"}, {"threads": 0}],
+    ids=["method", "num_samples", "warmup", "guide", "threads"],
+)
+def test_bad_fit_options_raise_a_causal_pp_error_before_fitting(options: dict) -> None:
+    from causal_pp import CausalGraph, InvalidArgumentError, causal_model, units
+
+    @causal_model(CausalGraph.parse("X"))
+    def m(n):
+        with units(n):
+            pyro.sample("X", dist.Normal(0.0, 1.0))
+
+    with pytest.raises(InvalidArgumentError):
+        m.fit({"X": torch.zeros(3)}, **options)
+
+
+def test_fit_of_a_plain_function_is_an_argument_type_error() -> None:
+    from causal_pp import ArgumentTypeError
+    from causal_pp.inference import fit
+
+    with pytest.raises(ArgumentTypeError, match="CausalModel"):
+        fit(lambda n: None, {"X": torch.zeros(3)})  # type: ignore[arg-type]
