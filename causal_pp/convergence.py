@@ -37,6 +37,7 @@ __all__ = ["Study", "plot_studies", "study", "wasserstein1", "write_report"]
 
 _RESULTS = "results.jsonl"
 _PREDICTIVE_KEEP = 400  # posterior-predictive draws kept per cell for density plots
+_DRAW_KEYS = ("predictive", "truth_predictive")
 
 
 def wasserstein1(a: Iterable[float], b: Iterable[float]) -> float:
@@ -134,6 +135,12 @@ def _resolve(
     )
 
 
+def _outcome_label(query: Interventional | ATE) -> str:
+    if isinstance(query, ATE):
+        return f"{query.outcome} under do({query.treatment}={query.treated:g})"
+    return f"{', '.join(query.outcomes)} under do({', '.join(f'{k}={v:g}' for k, v in query.do)})"
+
+
 def _predictive_outcome(estimate: Any, query: Interventional | ATE) -> np.ndarray | None:
     """Unit-level posterior-predictive draws of the outcome (treated arm for an ATE)."""
     pred = getattr(estimate, "predictive", None)
@@ -188,6 +195,11 @@ def _run_cell(
         if pred is not None
         else []
     )
+    keep_truth = (
+        rng.choice(truth_draws, size=min(_PREDICTIVE_KEEP, truth_draws.size), replace=False).round(5).tolist()
+        if w1 is not None
+        else []
+    )
     plugin = getattr(est, "plugin", None)
     return {
         "target": target.name,
@@ -209,6 +221,7 @@ def _run_cell(
         "covered": bool(lo <= target.truth <= hi),
         "fit_seconds": fit_time,
         "predictive": keep,
+        "truth_predictive": keep_truth,
     }
 
 
@@ -251,6 +264,8 @@ class Study:
     truth: float
     prob: float
     predictive: dict[tuple[int, int], list[float]] = field(default_factory=dict, repr=False)
+    truth_predictive: list[float] = field(default_factory=list, repr=False)
+    outcome_label: str = "outcome"
     meta: dict[str, Any] = field(default_factory=dict, repr=False)
 
     def slope(self, column: str = "abs_error") -> tuple[float, float, float]:
@@ -440,7 +455,7 @@ def study(
         bar.close()
 
     rows = [done[c] for c in grid]
-    table = pd.DataFrame([{k: v for k, v in c.items() if k != "predictive"} for c in rows])
+    table = pd.DataFrame([{k: v for k, v in c.items() if k not in _DRAW_KEYS} for c in rows])
     return Study(
         table=table,
         target=target.name,
@@ -448,6 +463,8 @@ def study(
         truth=target.truth,
         prob=prob,
         predictive={c: done[c]["predictive"] for c in grid},
+        truth_predictive=[v for c in grid for v in done[c].get("truth_predictive", [])],
+        outcome_label=_outcome_label(target.query),
         meta={
             "method": method,
             "seed": seed,
@@ -475,27 +492,41 @@ def plot_studies(studies: Sequence[Study]) -> matplotlib.figure.Figure:
         ax.plot(m.index, m.values, "-o", color=color, label=label)
     ax.set_xscale("log")
     ax.set_yscale("log")
+    sizes_all = sorted({int(n) for s in studies for n in s.table["n"]})
+    ax.set_xticks(sizes_all, [str(n) for n in sizes_all])
+    ax.minorticks_off()
     ax.set_xlabel("sample size N")
     ax.set_ylabel("|posterior mean − truth|")
     ax.set_title("error of the causal estimate vs N")
     ax.legend(fontsize=8)
     for ax, s in zip(axes[1:], studies, strict=True):
         sizes = sorted(s.table["n"].unique())
+        bins = np.histogram_bin_edges(
+            [v for vals in s.predictive.values() for v in vals] + list(s.truth_predictive), bins=40
+        )
+        if s.truth_predictive:
+            ax.hist(
+                s.truth_predictive,
+                bins=bins,
+                density=True,
+                color="0.85",
+                label="true interventional distribution",
+            )
         for n, style in ((sizes[0], ":"), (sizes[-1], "-")):
             draws = [v for (nn, _), vals in s.predictive.items() if nn == n for v in vals]
             if draws:
                 ax.hist(
                     draws,
-                    bins=40,
+                    bins=bins,
                     density=True,
                     histtype="step",
                     linestyle=style,
                     linewidth=1.5,
                     label=f"posterior predictive, N={n}",
                 )
-        ax.axvline(s.truth, color="black", linewidth=1, label=f"true effect = {s.truth:.3g}")
-        ax.set_title(f"{s.target}: predictive outcome under do()")
-        ax.set_xlabel("outcome")
+        verdict = "identified" if s.identified else "NOT identified"
+        ax.set_title(f"{s.target} ({verdict}): {s.outcome_label}", fontsize=10)
+        ax.set_xlabel(s.outcome_label)
         ax.set_ylabel("density")
         ax.legend(fontsize=8)
     fig.tight_layout()
