@@ -50,7 +50,6 @@ from __future__ import annotations
 
 import functools
 import itertools as itt
-import numbers
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -67,6 +66,7 @@ from .errors import (
 )
 from .graph import CausalGraph
 from .queries import Interventional
+from .queries import _scalar as _real  # one definition of "a query value"
 
 __all__ = [
     "ETT",
@@ -86,17 +86,6 @@ __all__ = [
 
 
 # --- query validation helpers -----------------------------------------------------------
-
-
-def _real(value: Any, where: str) -> float:
-    """A real scalar; 1-element tensors/arrays are unwrapped; bools are refused."""
-    is_tensor = hasattr(value, "numel") and value.numel() == 1
-    is_array = hasattr(value, "size") and hasattr(value, "item") and getattr(value, "size", 0) == 1
-    if is_tensor or is_array:  # 1-element torch tensor / numpy array
-        value = value.item()
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise QueryError(f"{where} must be a real number; got {value!r}.")
-    return float(value)
 
 
 def _name(value: Any, role: str) -> str:
