@@ -11,6 +11,7 @@ The paper's protocol: N up to 200, 20 replicates. Run on demand; e.g.::
 
     python benchmarks/paper_reproduction.py                       # the full protocol
     python benchmarks/paper_reproduction.py --sizes 50,200 --replicates 3   # a reduced run
+    python benchmarks/paper_reproduction.py --jobs 1                            # one process
 
 Published mean AEs (from shared/notes/paper-case-studies.md) are given for the paper's smallest
 N ("small") and for N = 200 only.
@@ -52,6 +53,29 @@ def _machine() -> dict[str, object]:
     }
 
 
+def _run_task(task: tuple[str, tuple[str, ...], int, int, str, int, str]) -> tuple[str, int, float]:
+    """One (case, size) block of the grid in its own folder: a worker process runs it."""
+    case_name, queries, n, replicates, method, seed, folder = task
+    import torch
+
+    from causal_pp.cases import get_case
+    from causal_pp.convergence import studies
+
+    torch.set_num_threads(1)
+    t0 = time.perf_counter()
+    studies(
+        get_case(case_name),
+        list(queries),
+        sizes=[n],
+        replicates=replicates,
+        method=method,
+        seed=seed,
+        out=folder,
+        progress=False,
+    )
+    return case_name, n, time.perf_counter() - t0
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--sizes", default="25,50,100,200")
@@ -59,62 +83,136 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--method", default="svi", choices=["svi", "nuts"])
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--targets", default=",".join(PUBLISHED), help="comma-separated case/query names")
+    p.add_argument(
+        "--jobs", type=int, default=os.cpu_count() or 1, help="worker processes (default: all CPUs)"
+    )
     p.add_argument("--out", default="benchmarks/results/paper_reproduction")
     args = p.parse_args(argv)
 
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    from tqdm.auto import tqdm
+
     from causal_pp.cases import get_case
-    from causal_pp.convergence import study, write_report
+    from causal_pp.convergence import studies, write_report
 
     sizes = [int(s) for s in args.sizes.split(",")]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     command = " ".join(["python", *sys.argv])
-    meta = {"command": command, "machine": _machine(), "sizes": sizes, "replicates": args.replicates}
+    meta = {
+        "command": command,
+        "machine": _machine(),
+        "sizes": sizes,
+        "replicates": args.replicates,
+        "method": args.method,
+        "jobs": args.jobs,
+    }
     print(f"command: {command}\nmachine: {meta['machine']}\n", flush=True)
 
-    rows, studies = [], []
+    # Queries of one case share each cell's fit (SARS-CoV-2's two queries: one fit, not two).
+    by_case: dict[str, list[str]] = {}
     for target in args.targets.split(","):
         case_name, query_name = target.split("/")
-        t0 = time.perf_counter()
-        s = study(
+        by_case.setdefault(case_name, []).append(query_name)
+    # One task per (case, N), each with its own results folder, so workers never share a file
+    # and an interrupted run resumes cell by cell; the largest fits go first. The grid runs in
+    # two passes (first half of the replicates everywhere, then the rest), so a run stopped
+    # early still holds a balanced grid that `--replicates <half>` reads back without refitting.
+    passes = sorted({max(1, args.replicates // 2), args.replicates})
+    t_start = time.perf_counter()
+    cpu_seconds: dict[str, float] = {}
+    with ProcessPoolExecutor(max_workers=max(1, args.jobs)) as pool:
+        for reps in passes:
+            tasks = [
+                (c, tuple(qs), n, reps, args.method, args.seed, str(out / "cells" / f"{c}__n{n}"))
+                for c, qs in by_case.items()
+                for n in sizes
+            ]
+            tasks.sort(key=lambda t: (t[0] != "sars_cov2", -t[2]))
+            futures = [pool.submit(_run_task, t) for t in tasks]
+            for f in tqdm(as_completed(futures), total=len(futures), desc=f"blocks ({reps} replicates)"):
+                case_name, n, seconds = f.result()
+                cpu_seconds[case_name] = cpu_seconds.get(case_name, 0.0) + seconds
+                print(f"  {case_name} N={n}: {seconds:.0f} s", flush=True)
+    wall = time.perf_counter() - t_start
+
+    # Gather every block's cells into one folder per case and read the finished studies back.
+    rows, all_studies = [], []
+    for case_name, qs in by_case.items():
+        merged = out / case_name
+        merged.mkdir(exist_ok=True)
+        lines = []
+        for n in sizes:
+            lines += (
+                (out / "cells" / f"{case_name}__n{n}" / "results.jsonl").read_text().splitlines(keepends=True)
+            )
+        (merged / "results.jsonl").write_text("".join(lines))
+        found = studies(
             get_case(case_name),
-            query_name,
+            qs,
             sizes=sizes,
             replicates=args.replicates,
             method=args.method,
             seed=args.seed,
-            out=out / target.replace("/", "__"),
+            out=merged,
+            progress=False,
         )
-        wall = time.perf_counter() - t0
-        studies.append(s)
-        summary = s.summary()
-        small, at200 = PUBLISHED.get(target, (None, None))
-        for n, r in summary.iterrows():
-            rows.append(
-                {
-                    "target": target,
-                    "n": n,
-                    "replicates": int(r["replicates"]),
-                    "truth": s.truth,
-                    "ours_mean_ae": r["mean_abs_error"],
-                    "ours_plugin_ae": r["plugin_abs_error"],
-                    "coverage": r["coverage"],
-                    "paper_ae": at200 if n == 200 else (small if n == min(sizes) else None),
-                    "fit_seconds_mean": r["fit_seconds"],
-                }
-            )
-        print(f"{target}: truth {s.truth:.4g}, wall {wall:.0f} s (including resumed cells)", flush=True)
-        print(
-            summary[["mean_abs_error", "plugin_abs_error", "coverage", "fit_seconds"]].to_string(), flush=True
-        )
+        for q, s in found.items():
+            all_studies.append(s)
+            target = f"{case_name}/{q}"
+            small, at200 = PUBLISHED.get(target, (None, None))
+            for n, r in s.summary().iterrows():
+                rows.append(
+                    {
+                        "target": target,
+                        "n": n,
+                        "replicates": int(r["replicates"]),
+                        "truth": s.truth,
+                        "ours_mean_ae": r["mean_abs_error"],
+                        "ours_plugin_ae": r["plugin_abs_error"],
+                        "coverage": r["coverage"],
+                        "paper_ae": at200 if n == 200 else (small if n == min(sizes) else None),
+                        "fit_seconds_mean": r["fit_seconds"],
+                    }
+                )
 
     table = pd.DataFrame(rows)
+    meta["wall_seconds"] = wall
+    meta["worker_seconds_by_case"] = cpu_seconds
+    meta["load_average_at_end"] = list(os.getloadavg())
     table.to_csv(out / "table.csv", index=False)
-    write_report(studies, out)
+    (out / "table.md").write_text(_markdown(table, meta))
+    write_report(all_studies, out)
     (out / "meta.json").write_text(json.dumps(meta, indent=2))
     print("\n" + table.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
-    print(f"\nwrote {out / 'table.csv'}, {out / 'report.md'}, {out / 'convergence.png'}, {out / 'meta.json'}")
+    print(f"\nwall time {wall / 60:.1f} min with {args.jobs} worker(s)")
+    print(f"wrote {out / 'table.csv'}, {out / 'table.md'}, {out / 'report.md'}, {out / 'convergence.png'}")
     return 0
+
+
+def _markdown(table: pd.DataFrame, meta: dict[str, object]) -> str:
+    """The table as markdown with the command and machine that produced it (quoted in the README)."""
+    head = (
+        "| target | N | reps | truth | our mean AE | our plug-in AE | paper mean AE | 94% coverage | fit s |"
+    )
+    lines = [head, "|---" * 9 + "|"]
+    for r in table.itertuples(index=False):
+        paper = "" if pd.isna(r.paper_ae) else f"{r.paper_ae:.3g}"
+        lines.append(
+            f"| {r.target} | {r.n} | {r.replicates} | {r.truth:.4g} | {r.ours_mean_ae:.3g} | "
+            f"{r.ours_plugin_ae:.3g} | {paper} | {r.coverage:.2f} | {r.fit_seconds_mean:.1f} |"
+        )
+    m = meta["machine"]
+    lines += [
+        "",
+        f"Command: `{meta['command']}`; wall time {float(meta['wall_seconds']) / 60:.1f} min with "
+        f"{meta['jobs']} worker process(es); machine: {m['platform']}, {m['cpu_count']} CPUs, "
+        f"Python {m['python']}, torch {m['torch']}, pyro {m['pyro']}; load average at start "
+        f"{m['load_average_at_start'][0]:.2f}.",
+        "",
+    ]
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

@@ -33,7 +33,7 @@ from .queries import ATE, Interventional
 if TYPE_CHECKING:  # pragma: no cover
     import matplotlib.figure
 
-__all__ = ["Study", "plot_studies", "study", "wasserstein1", "write_report"]
+__all__ = ["Study", "plot_studies", "studies", "study", "wasserstein1", "write_report"]
 
 _RESULTS = "results.jsonl"
 _PREDICTIVE_KEEP = 400  # posterior-predictive draws kept per cell for density plots
@@ -156,7 +156,7 @@ def _predictive_outcome(estimate: Any, query: Interventional | ATE) -> np.ndarra
 
 
 def _run_cell(
-    target: _Target,
+    targets: Sequence[_Target],
     n: int,
     replicate: int,
     *,
@@ -167,22 +167,45 @@ def _run_cell(
     num_units: int,
     allow_unidentified: bool,
     fit_kwargs: dict[str, Any],
-) -> dict[str, Any]:
+) -> list[dict[str, Any]]:
+    """Simulate one data set, fit the model once, and estimate every target's query on it."""
     import warnings
 
     cell_seed = _cell_seed(seed, n, replicate)
-    data = target.simulate(n, seed=cell_seed)
+    data = targets[0].simulate(n, seed=cell_seed)
     t0 = time.perf_counter()
     with warnings.catch_warnings():
         # Per-cell diagnostics are recorded in the table; a warning per cell would drown the bar.
         warnings.simplefilter("ignore")
-        posterior = target.model.fit(
+        posterior = targets[0].model.fit(
             data, method=method, seed=cell_seed, device=device, progress_bar=False, **fit_kwargs
         )
-        fit_time = time.perf_counter() - t0
-        est = posterior.estimate(
-            target.query, num_units=num_units, seed=cell_seed, allow_unidentified=allow_unidentified
+    fit_time = time.perf_counter() - t0
+    cells = []
+    for target in targets:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            est = posterior.estimate(
+                target.query, num_units=num_units, seed=cell_seed, allow_unidentified=allow_unidentified
+            )
+        cells.append(
+            _cell(target, est, n, replicate, seed=seed, cell_seed=cell_seed, method=method, prob=prob)
+            | {"fit_seconds": fit_time, "shared_fit": len(targets) > 1}
         )
+    return cells
+
+
+def _cell(
+    target: _Target,
+    est: Any,
+    n: int,
+    replicate: int,
+    *,
+    seed: int,
+    cell_seed: int,
+    method: str,
+    prob: float,
+) -> dict[str, Any]:
     lo, hi = est.interval(prob)
     pred = _predictive_outcome(est, target.query)
     w1 = None
@@ -219,7 +242,6 @@ def _run_cell(
         "plugin_abs_error": None if plugin is None else abs(float(plugin) - target.truth),
         "wasserstein": w1,
         "covered": bool(lo <= target.truth <= hi),
-        "fit_seconds": fit_time,
         "predictive": keep,
         "truth_predictive": keep_truth,
     }
@@ -402,6 +424,109 @@ def study(
     ...                       progress=False, fit_kwargs={"num_steps": 200})  # doctest: +SKIP
     >>> s.summary()  # doctest: +SKIP
     """
+    target = _resolve(case_or_model, query, simulate, truth, truth_samples)
+    return _run_grid(
+        [target],
+        sizes=sizes,
+        replicates=replicates,
+        method=method,
+        seed=seed,
+        device=device,
+        out=out,
+        prob=prob,
+        num_units=num_units,
+        allow_unidentified=allow_unidentified,
+        progress=progress,
+        fit_kwargs=fit_kwargs,
+    )[target.name]
+
+
+def studies(
+    case: Any,
+    queries: Sequence[str] | None = None,
+    *,
+    sizes: Sequence[int] = (50, 200, 800),
+    replicates: int = 5,
+    method: str = "svi",
+    seed: int = 0,
+    device: str = "cpu",
+    out: str | Path | None = None,
+    prob: float = 0.94,
+    num_units: int = 1000,
+    allow_unidentified: bool = False,
+    progress: bool = True,
+    fit_kwargs: dict[str, Any] | None = None,
+) -> dict[str, Study]:
+    """Convergence studies of several queries of one case, sharing one fit per cell.
+
+    Each cell (N, replicate) simulates one data set and fits the model once; every query is
+    estimated from that posterior. The result per query is exactly what :func:`study` with
+    the same arguments returns (same cell seeds, same data, same fit), at the cost of one
+    study instead of one per query. Cells of all queries go to one ``out/results.jsonl``.
+
+    Parameters
+    ----------
+    case
+        A case from :mod:`causal_pp.cases`.
+    queries
+        Query names of the case (default: all of them).
+    sizes, replicates, method, seed, device, out, prob, num_units, allow_unidentified, progress, fit_kwargs
+        As for :func:`study`.
+
+    Returns
+    -------
+    dict
+        Query name -> :class:`Study`.
+
+    Examples
+    --------
+    >>> from causal_pp import cases, convergence
+    >>> both = convergence.studies(cases.get_case("sars_cov2"), sizes=[50], replicates=1,
+    ...                            progress=False)  # doctest: +SKIP
+    >>> sorted(both)  # doctest: +SKIP
+    ['cytok_do_egfr20', 'cytok_do_sil6r20']
+    """
+    if not hasattr(case, "queries") or not hasattr(case, "simulate"):
+        raise CausalPPError(
+            f"studies() takes a case from causal_pp.cases; got {type(case).__name__}. "
+            "For your own model, call study() once per query."
+        )
+    names = list(case.queries) if queries is None else list(queries)
+    if not names:
+        raise CausalPPError(f"queries must name at least one of case {case.name!r}'s queries.")
+    targets = [_resolve(case, q, None, None, None) for q in names]
+    grids = _run_grid(
+        targets,
+        sizes=sizes,
+        replicates=replicates,
+        method=method,
+        seed=seed,
+        device=device,
+        out=out,
+        prob=prob,
+        num_units=num_units,
+        allow_unidentified=allow_unidentified,
+        progress=progress,
+        fit_kwargs=fit_kwargs,
+    )
+    return {q: grids[t.name] for q, t in zip(names, targets, strict=True)}
+
+
+def _run_grid(
+    targets: Sequence[_Target],
+    *,
+    sizes: Sequence[int],
+    replicates: int,
+    method: str,
+    seed: int,
+    device: str,
+    out: str | Path | None,
+    prob: float,
+    num_units: int,
+    allow_unidentified: bool,
+    progress: bool,
+    fit_kwargs: dict[str, Any] | None,
+) -> dict[str, Study]:
     from tqdm.auto import tqdm
 
     sizes = [int(n) for n in sizes]
@@ -409,30 +534,31 @@ def study(
         raise CausalPPError(f"sizes must be sample sizes >= 2; got {sizes}.")
     if replicates < 1:
         raise CausalPPError(f"replicates must be >= 1; got {replicates}.")
-    target = _resolve(case_or_model, query, simulate, truth, truth_samples)
-    if not target.identified and not allow_unidentified:
-        from .identification import identify
+    for target in targets:
+        if not target.identified and not allow_unidentified:
+            from .identification import identify
 
-        identify(target.model.graph, target.query)  # raises NotIdentifiableError with the reason
+            identify(target.model.graph, target.query)  # raises NotIdentifiableError with the reason
     fit_kwargs = dict(fit_kwargs or {})
-    key = {"target": target.name, "method": method, "seed": seed}
 
     path = None
-    done: dict[tuple[int, int], dict[str, Any]] = {}
+    done: dict[str, dict[tuple[int, int], dict[str, Any]]] = {t.name: {} for t in targets}
     if out is not None:
         Path(out).mkdir(parents=True, exist_ok=True)
         path = Path(out) / _RESULTS
         for cell in _read_cells(path):
-            if all(cell.get(k) == v for k, v in key.items()):
-                done[(cell["n"], cell["replicate"])] = cell
+            if cell.get("method") == method and cell.get("seed") == seed and cell.get("target") in done:
+                done[cell["target"]][(cell["n"], cell["replicate"])] = cell
 
     grid = [(n, r) for n in sizes for r in range(replicates)]
-    todo = [c for c in grid if c not in done]
-    bar = tqdm(total=len(grid), initial=len(grid) - len(todo), desc=target.name, disable=not progress)
+    todo = [c for c in grid if any(c not in done[t.name] for t in targets)]
+    desc = targets[0].name if len(targets) == 1 else targets[0].name.split("/")[0]
+    bar = tqdm(total=len(grid), initial=len(grid) - len(todo), desc=desc, disable=not progress)
     try:
         for n, r in todo:
-            cell = _run_cell(
-                target,
+            missing = [t for t in targets if (n, r) not in done[t.name]]
+            cells = _run_cell(
+                missing,
                 n,
                 r,
                 seed=seed,
@@ -443,38 +569,43 @@ def study(
                 allow_unidentified=allow_unidentified,
                 fit_kwargs=fit_kwargs,
             )
-            done[(n, r)] = cell
+            for cell in cells:
+                done[cell["target"]][(n, r)] = cell
             if path is not None:
                 with path.open("a") as fh:
-                    fh.write(json.dumps(cell) + "\n")
+                    fh.write("".join(json.dumps(cell) + "\n" for cell in cells))
                     fh.flush()
                     os.fsync(fh.fileno())
-            bar.set_postfix(n=n, err=f"{cell['abs_error']:.3g}")
+            bar.set_postfix(n=n, err=f"{cells[0]['abs_error']:.3g}")
             bar.update()
     finally:
         bar.close()
 
-    rows = [done[c] for c in grid]
-    table = pd.DataFrame([{k: v for k, v in c.items() if k not in _DRAW_KEYS} for c in rows])
-    return Study(
-        table=table,
-        target=target.name,
-        identified=target.identified,
-        truth=target.truth,
-        prob=prob,
-        predictive={c: done[c]["predictive"] for c in grid},
-        truth_predictive=[v for c in grid for v in done[c].get("truth_predictive", [])],
-        outcome_label=_outcome_label(target.query),
-        meta={
-            "method": method,
-            "seed": seed,
-            "device": device,
-            "sizes": sizes,
-            "replicates": replicates,
-            "command": " ".join(sys.argv),
-            "machine": f"{platform.platform()}, {os.cpu_count()} CPUs, Python {platform.python_version()}",
-        },
-    )
+    meta = {
+        "method": method,
+        "seed": seed,
+        "device": device,
+        "sizes": sizes,
+        "replicates": replicates,
+        "command": " ".join(sys.argv),
+        "machine": f"{platform.platform()}, {os.cpu_count()} CPUs, Python {platform.python_version()}",
+    }
+    result = {}
+    for target in targets:
+        cells = done[target.name]
+        table = pd.DataFrame([{k: v for k, v in cells[c].items() if k not in _DRAW_KEYS} for c in grid])
+        result[target.name] = Study(
+            table=table,
+            target=target.name,
+            identified=target.identified,
+            truth=target.truth,
+            prob=prob,
+            predictive={c: cells[c]["predictive"] for c in grid},
+            truth_predictive=[v for c in grid for v in cells[c].get("truth_predictive", [])],
+            outcome_label=_outcome_label(target.query),
+            meta=dict(meta),
+        )
+    return result
 
 
 def plot_studies(studies: Sequence[Study]) -> matplotlib.figure.Figure:

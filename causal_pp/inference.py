@@ -1045,38 +1045,63 @@ SVI_RESTART_STEPS = 150
 def _best_start(
     target: Callable[[], Any],
     new_guide: Callable[[], Any],
-    make_elbo: Callable[[bool], Any],
+    elbo: Any,
     *,
     lr: float,
     restarts: int,
 ) -> tuple[Any, list[float]]:
-    """Run ``restarts`` short SVI runs from independent initialisations; keep the best guide.
+    """Run ``restarts`` short SVI runs from independent initialisations; keep the best.
 
     Per-unit latents make the ELBO multimodal: from a poor start the per-unit latent can
     absorb an outcome (e.g. U explaining Y in the front-door model, the causal path shrunk to
     zero), a confident wrong optimum that a longer run never leaves. A few short runs from
-    independent prior draws, ranked by their final loss, avoid it at a small cost. Returns
-    the best guide, its parameters restored in the param store, and each run's final loss.
+    independent prior draws, ranked by their final loss, avoid it at a small cost.
+
+    All runs step one guide object through one ``elbo``: each restart overwrites the guide's
+    parameters *in place* with the initial values of a freshly initialised twin. A
+    JIT-compiled ELBO is therefore compiled once for all restarts and the main run (not once
+    per restart), and the guide's own tensors stay the param store's (an autoguide reads its
+    ``nn.Parameter`` attributes from itself, not from the store, when called eagerly). Returns
+    the guide, holding the best run's parameters, and each run's final loss.
     """
+    g = new_guide()
     if restarts <= 1:
-        return new_guide(), []
+        return g, []
     store = pyro.get_param_store()
-    best: tuple[float, Any, Any] | None = None
+    poutine.trace(g).get_trace()
+    own = store.get_state()["params"]
+    best: tuple[float, dict[str, torch.Tensor]] | None = None
     scores = []
-    for _ in range(restarts):
-        store.clear()
-        g = new_guide()
-        svi = SVI(target, g, pyro.optim.ClippedAdam({"lr": lr, "clip_norm": 10.0}), make_elbo(False))
+    for k in range(restarts):
+        if k:
+            _reinitialise(own, new_guide)
+        svi = SVI(target, g, pyro.optim.ClippedAdam({"lr": lr, "clip_norm": 10.0}), elbo)
         losses = [svi.step() for _ in range(SVI_RESTART_STEPS)]
         score = float(np.mean(losses[-SVI_RESTART_STEPS // 3 :]))
         scores.append(score)
         if np.isfinite(score) and (best is None or score < best[0]):
-            best = (score, store.get_state(), g)
+            best = (score, {n: t.detach().clone() for n, t in own.items()})
     if best is None:
-        store.clear()
-        return new_guide(), scores
-    store.set_state(best[1])
-    return best[2], scores
+        _reinitialise(own, new_guide)
+    else:
+        with torch.no_grad():
+            for n, t in own.items():
+                t.copy_(best[1][n])
+    return g, scores
+
+
+def _reinitialise(own: dict[str, torch.Tensor], new_guide: Callable[[], Any]) -> None:
+    """Overwrite the param-store tensors ``own`` in place with a fresh guide's initial values."""
+    store = pyro.get_param_store()
+    state = store.get_state()
+    store.clear()
+    poutine.trace(new_guide()).get_trace()
+    fresh = store.get_state()["params"]
+    store.clear()
+    store.set_state(state)
+    with torch.no_grad():
+        for n, t in own.items():
+            t.copy_(fresh[n])
 
 
 def _run_svi(
@@ -1113,7 +1138,6 @@ def _run_svi(
     }
 
     def make_elbo(jit: bool) -> Any:
-        # A JIT-compiled ELBO is bound to the guide it first ran with: one per guide.
         if enum:
             return JitTraceEnum_ELBO(ignore_jit_warnings=True, **kw) if jit else TraceEnum_ELBO(**kw)
         return JitTrace_ELBO(ignore_jit_warnings=True, **kw) if jit else Trace_ELBO(**kw)
@@ -1128,14 +1152,15 @@ def _run_svi(
         warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
         warnings.filterwarnings("ignore", message="`torch.jit.trace` is deprecated")
         warnings.filterwarnings("ignore", message="Encountered NaN", category=UserWarning)
+        elbo = make_elbo(jit_compile)
         g, start_losses = _best_start(
             target,
             lambda: _make_guide(guide, guide_model, rank, latent_dim),
-            make_elbo,
+            elbo,
             lr=lr,
             restarts=restarts,
         )
-        svi = SVI(target, g, optim, make_elbo(jit_compile))
+        svi = SVI(target, g, optim, elbo)
         losses, plateau = _optimise(
             svi, optim, num_steps=num_steps, lr=lr, lr_decay=lr_decay, progress_bar=progress_bar
         )

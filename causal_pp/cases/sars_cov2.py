@@ -122,55 +122,64 @@ def _axis(node: str) -> tuple[float, float]:
     return _AXIS.get(node, _DEFAULT_AXIS)
 
 
+#: The fitted model's coefficient vectors: which (node, parent) each entry of ``b`` (observed
+#: parents, cytok's slope last) and ``l`` (latent loadings) is, and which node each intercept
+#: of ``a`` belongs to. One vector site per kind keeps the guide small: a site per coefficient
+#: (62 of them) made each SVI step several times slower.
+_A_NODES = (*EQUATIONS, "cytok")
+_B_INDEX = (
+    *((v, p) for v, (_, _, coef) in EQUATIONS.items() for p in coef if p not in LATENT_MEAN),
+    ("cytok", "IL6AMP"),
+)
+_L_INDEX = tuple((v, p) for v, (_, _, coef) in EQUATIONS.items() for p in coef if p in LATENT_MEAN)
+
+
 def _make_model(noise_sd: dict[str, float]) -> Callable[[int], None]:
+    a_pos = {v: i for i, v in enumerate(_A_NODES)}
+    b_pos = {vp: i for i, vp in enumerate(_B_INDEX)}
+    l_pos = {vp: i for i, vp in enumerate(_L_INDEX)}
+
     def sars_cov2_model(n: int) -> None:
         """The SARS-CoV-2 latent variable model: the paper's functional forms, unknown coefficients.
 
         Every observed value enters as ``(x - centre) / scale`` on its own axis (:data:`_AXIS`;
         (50, 10) for the 0-100 nodes), so all coefficients are O(1) and share the priors
         ``a ~ N(0, 2.5)`` (intercepts), ``b ~ N(0, 1)`` (observed parents), ``l ~ HalfNormal(1)``
-        (latent loadings). A ``100 sigmoid`` node is ``Normal(100 sigmoid(lin), sd)``, a linear
-        one ``Normal(centre + scale * lin, sd)`` with ``lin = a + sum_j b_j (P_j - c_j) / s_j +
-        sum_k l_k U_k``; the drugs are ``Normal(centre + scale * m, scale * s)``; cytok is
-        logistic in IL6AMP. Latents are standardised and their loadings positive (as in the truth
-        and the paper's Stan model): this fixes each latent's sign and bounds the rotations within
-        the pairs (U1, U2), (U1A, U2A), (U1P, U2P) that the data cannot resolve; the queries do
-        not depend on them. Noise SDs are known (:data:`NOISE_SD`).
+        (latent loadings), each one vector site (entries named by :data:`_A_NODES`,
+        :data:`_B_INDEX`, :data:`_L_INDEX`). A ``100 sigmoid`` node is ``Normal(100
+        sigmoid(lin), sd)``, a linear one ``Normal(centre + scale * lin, sd)`` with ``lin = a +
+        sum_j b_j (P_j - c_j) / s_j + sum_k l_k U_k``; the drugs are ``Normal(centre + scale * m,
+        scale * s)``; cytok is logistic in IL6AMP. Latents are standardised and their loadings
+        positive (as in the truth and the paper's Stan model): this fixes each latent's sign and
+        bounds the rotations within the pairs (U1, U2), (U1A, U2A), (U1P, U2P) that the data
+        cannot resolve; the queries do not depend on them. Noise SDs are known (:data:`NOISE_SD`).
         """
-        coef: dict[str, torch.Tensor] = {}
-        for node, (_, _, parents) in EQUATIONS.items():
-            coef[f"a_{node}"] = pyro.sample(f"a_{node}", dist.Normal(0.0, 2.5))
-            for p in parents:
-                if p in LATENT_MEAN:
-                    coef[f"l_{p}_{node}"] = pyro.sample(f"l_{p}_{node}", dist.HalfNormal(1.0))
-                else:
-                    coef[f"b_{p}_{node}"] = pyro.sample(f"b_{p}_{node}", dist.Normal(0.0, 1.0))
-        for d in DRUGS:
-            coef[f"m_{d}"] = pyro.sample(f"m_{d}", dist.Normal(0.0, 2.0))
-            coef[f"s_{d}"] = pyro.sample(f"s_{d}", dist.HalfNormal(2.0))
-        coef["a_cytok"] = pyro.sample("a_cytok", dist.Normal(0.0, 2.5))
-        coef["b_IL6AMP_cytok"] = pyro.sample("b_IL6AMP_cytok", dist.Normal(0.0, 1.0))
+        a = pyro.sample("a", dist.Normal(0.0, 2.5).expand([len(_A_NODES)]).to_event(1))
+        b = pyro.sample("b", dist.Normal(0.0, 1.0).expand([len(_B_INDEX)]).to_event(1))
+        lo = pyro.sample("l", dist.HalfNormal(1.0).expand([len(_L_INDEX)]).to_event(1))
+        m = pyro.sample("m", dist.Normal(0.0, 2.0).expand([len(DRUGS)]).to_event(1))
+        sd = pyro.sample("s", dist.HalfNormal(2.0).expand([len(DRUGS)]).to_event(1))
 
         with units(n):
             v: dict[str, torch.Tensor] = {u: pyro.sample(u, dist.Normal(0.0, 1.0)) for u in LATENT_MEAN}
             for node in _ORDER[:-1]:
                 centre, scale = _axis(node)
                 if node in DRUGS:
-                    loc, sd = centre + scale * coef[f"m_{node}"], scale * coef[f"s_{node}"]
-                    v[node] = pyro.sample(node, dist.Normal(loc, sd))
+                    k = list(DRUGS).index(node)
+                    v[node] = pyro.sample(node, dist.Normal(centre + scale * m[..., k], scale * sd[..., k]))
                     continue
                 kind, _, parents = EQUATIONS[node]
-                lin = coef[f"a_{node}"]
+                lin = a[..., a_pos[node]]
                 for p in parents:
                     if p in LATENT_MEAN:
-                        lin = lin + coef[f"l_{p}_{node}"] * v[p]
+                        lin = lin + lo[..., l_pos[node, p]] * v[p]
                     else:
                         c, s = _axis(p)
-                        lin = lin + coef[f"b_{p}_{node}"] * (v[p] - c) / s
+                        lin = lin + b[..., b_pos[node, p]] * (v[p] - c) / s
                 loc = 100.0 * torch.sigmoid(lin) if kind == "logistic" else centre + scale * lin
                 v[node] = pyro.sample(node, dist.Normal(loc, noise_sd[node]))
             c, s = _axis("IL6AMP")
-            logit = coef["a_cytok"] + coef["b_IL6AMP_cytok"] * (v["IL6AMP"] - c) / s
+            logit = a[..., a_pos["cytok"]] + b[..., b_pos["cytok", "IL6AMP"]] * (v["IL6AMP"] - c) / s
             pyro.sample("cytok", dist.Bernoulli(logits=logit))
 
     return sars_cov2_model
@@ -180,26 +189,32 @@ def _make_model(noise_sd: dict[str, float]) -> Callable[[int], None]:
 sars_cov2_model = _make_model(NOISE_SD)
 
 
-def _model_truth() -> dict[str, float]:
+def _model_truth() -> dict[str, list[float]]:
     """:func:`sars_cov2_model`'s global sites at the truth (latents standardised)."""
-    out: dict[str, float] = {}
+    a: dict[str, float] = {}
+    b: dict[tuple[str, str], float] = {}
+    lo: dict[tuple[str, str], float] = {}
     for node, (kind, b0, coef) in EQUATIONS.items():
         centre, scale = _axis(node) if kind == "linear" else (0.0, 1.0)
-        a = b0 - centre
+        icpt = b0 - centre
         for p, c in coef.items():
             if p in LATENT_MEAN:
-                a += c * LATENT_MEAN[p]
-                out[f"l_{p}_{node}"] = c * LATENT_SD / scale
+                icpt += c * LATENT_MEAN[p]
+                lo[node, p] = c * LATENT_SD / scale
             else:
-                a += c * _axis(p)[0]
-                out[f"b_{p}_{node}"] = c * _axis(p)[1] / scale
-        out[f"a_{node}"] = a / scale
-    for d, (m, s) in DRUGS.items():
-        centre, scale = _axis(d)
-        out[f"m_{d}"], out[f"s_{d}"] = (m - centre) / scale, s / scale
+                icpt += c * _axis(p)[0]
+                b[node, p] = c * _axis(p)[1] / scale
+        a[node] = icpt / scale
     c, s = _axis("IL6AMP")
-    out["a_cytok"], out["b_IL6AMP_cytok"] = CYTOK[0] + CYTOK[1] * c, CYTOK[1] * s
-    return out
+    a["cytok"], b["cytok", "IL6AMP"] = CYTOK[0] + CYTOK[1] * c, CYTOK[1] * s
+    drugs = [(_axis(d), ms) for d, ms in DRUGS.items()]
+    return {
+        "a": [a[v] for v in _A_NODES],
+        "b": [b[vp] for vp in _B_INDEX],
+        "l": [lo[vp] for vp in _L_INDEX],
+        "m": [(mu - ctr) / sc for (ctr, sc), (mu, _) in drugs],
+        "s": [sdv / sc for (_, sc), (_, sdv) in drugs],
+    }
 
 
 def make_sars_cov2(*, noise: float = 1.0) -> Case:
