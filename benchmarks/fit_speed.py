@@ -96,6 +96,7 @@ def run_causal_pp(
     else:
         options.update(num_samples=args.num_samples)
     options["threads"] = None  # keep the benchmark's global setting
+    options["device"] = args.device
     if method == "svi" and args.svi_steps:
         options["num_steps"] = args.svi_steps
     with warnings.catch_warnings(record=True) as caught, Clock() as fit_clock:
@@ -200,6 +201,11 @@ def main(argv: list[str] | None = None) -> int:
         default=1,
         help="torch intra-op threads for every method (causal_pp's fit uses 1 by default below 20000 units)",
     )
+    parser.add_argument(
+        "--device",
+        default="cpu",
+        help="device of causal_pp's fits ('cpu', 'cuda', 'cuda:1'); the plain-Pyro baseline runs on the CPU",
+    )
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -238,7 +244,9 @@ def main(argv: list[str] | None = None) -> int:
             )
     args.out.mkdir(parents=True, exist_ok=True)
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-    tag = "quick" if args.quick else "full"
+    tag = ("quick" if args.quick else "full") + (
+        "" if args.device == "cpu" else f"-{args.device.replace(':', '')}"
+    )
     payload = {
         "command": command,
         "machine": info,

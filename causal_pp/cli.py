@@ -80,17 +80,26 @@ def _cmd_converge(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from .cases import get_case
-    from .convergence import study, write_report
+    from .convergence import studies as run_studies
+    from .convergence import write_report
 
     names = _split([args.case])
     cases = [get_case(name) for name in names]  # fail on a bad name before any fit
+    queries = _split([args.query]) if args.query else None
+    for case in cases:
+        missing = [q for q in queries or () if q not in case.queries]
+        if missing:
+            raise CausalPPError(
+                f"case {case.name!r} has no query {missing[0]!r}; its queries are {list(case.queries)}."
+            )
     sizes = [int(s) for s in _split([args.sizes])]
     out = Path(args.out)
     studies = []
     for case in cases:
-        result = study(
+        # Several queries of a case share one fit per cell.
+        results = run_studies(
             case,
-            args.query,
+            queries or [next(iter(case.queries))],
             sizes=sizes,
             replicates=args.replicates,
             method=args.method,
@@ -100,14 +109,15 @@ def _cmd_converge(args: argparse.Namespace) -> int:
             allow_unidentified=args.allow_unidentified,
             progress=not args.quiet,
         )
-        studies.append(result)
-        verdict = "identified" if result.identified else "NOT identified: negative control"
-        print(f"\n{result.target} ({verdict}); truth = {result.truth:.4g}")
-        summary = result.summary()
-        print(summary.to_string(float_format=lambda v: f"{v:.4g}"))
-        if "slope" in summary.attrs:
-            s, lo, hi = summary.attrs["slope"]
-            print(f"log-log slope of |error| vs N: {s:.3f} (95% CI {lo:.3f} .. {hi:.3f})")
+        for result in results.values():
+            studies.append(result)
+            verdict = "identified" if result.identified else "NOT identified: negative control"
+            print(f"\n{result.target} ({verdict}); truth = {result.truth:.4g}")
+            summary = result.summary()
+            print(summary.to_string(float_format=lambda v: f"{v:.4g}"))
+            if "slope" in summary.attrs:
+                s, lo, hi = summary.attrs["slope"]
+                print(f"log-log slope of |error| vs N: {s:.3f} (95% CI {lo:.3f} .. {hi:.3f})")
     for p in write_report(studies, out):
         print(f"wrote {p}")
     return 0
@@ -140,7 +150,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     v = sub.add_parser("converge", help="convergence study: error of the causal estimate vs sample size")
     v.add_argument("--case", required=True, help="case name(s), comma-separated (see `causal-pp cases`)")
-    v.add_argument("--query", default=None, help="a query name of the case (default: its first)")
+    v.add_argument(
+        "--query",
+        default=None,
+        help="query name(s) of the case, comma-separated, sharing one fit per cell (default: its first)",
+    )
     v.add_argument("--sizes", default="50,200,800", help="comma-separated sample sizes")
     v.add_argument("--replicates", type=int, default=5)
     v.add_argument("--method", default="svi", choices=["svi", "nuts"])

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from .counterfactual import ETT
 from .errors import CausalPPError
 from .queries import ATE, Interventional
 
@@ -70,7 +71,7 @@ class _Target:
     """What a study estimates and against what truth."""
 
     name: str
-    query: Interventional | ATE
+    query: Interventional | ATE | ETT
     truth: float
     identified: bool
     simulate: Callable[..., Any]
@@ -80,7 +81,7 @@ class _Target:
 
 def _resolve(
     case_or_model: Any,
-    query: str | Interventional | ATE | None,
+    query: str | Interventional | ATE | ETT | None,
     simulate: Callable[..., Any] | None,
     truth: float | None,
     truth_samples: Callable[[int, int], np.ndarray] | None,
@@ -112,14 +113,16 @@ def _resolve(
             identified=bool(cq.identified),
             simulate=case.simulate,
             model=case.model,
-            truth_samples=lambda n, s, _c=case, _q=qname: np.asarray(_c.truth_samples(_q, n, seed=s)),
+            truth_samples=None
+            if isinstance(cq.query, ETT)
+            else lambda n, s, _c=case, _q=qname: np.asarray(_c.truth_samples(_q, n, seed=s)),
         )
     # A user's own CausalModel: they supply the simulator and the truth.
     from .identification import identify
 
-    if simulate is None or truth is None or not isinstance(query, (Interventional, ATE)):
+    if simulate is None or truth is None or not isinstance(query, (Interventional, ATE, ETT)):
         raise CausalPPError(
-            "study() on your own model needs query= (an Interventional or ATE), simulate= "
+            "study() on your own model needs query= (an Interventional, ATE or ETT), simulate= "
             "(n, seed=...) -> data, and truth= (the true value of the query)."
         )
     graph = case_or_model.graph
@@ -135,16 +138,18 @@ def _resolve(
     )
 
 
-def _outcome_label(query: Interventional | ATE) -> str:
+def _outcome_label(query: Interventional | ATE | ETT) -> str:
+    if isinstance(query, ETT):
+        return str(query)
     if isinstance(query, ATE):
         return f"{query.outcome} under do({query.treatment}={query.treated:g})"
     return f"{', '.join(query.outcomes)} under do({', '.join(f'{k}={v:g}' for k, v in query.do)})"
 
 
-def _predictive_outcome(estimate: Any, query: Interventional | ATE) -> np.ndarray | None:
-    """Unit-level posterior-predictive draws of the outcome (treated arm for an ATE)."""
+def _predictive_outcome(estimate: Any, query: Interventional | ATE | ETT) -> np.ndarray | None:
+    """Unit-level posterior-predictive draws of the outcome (treated arm for an ATE; none for an ETT)."""
     pred = getattr(estimate, "predictive", None)
-    if not pred:
+    if not pred or isinstance(query, ETT):
         return None
     if isinstance(query, ATE):
         from .posterior import _arm_key
@@ -374,7 +379,7 @@ class Study:
 
 def study(
     case_or_model: Any,
-    query: str | Interventional | ATE | None = None,
+    query: str | Interventional | ATE | ETT | None = None,
     *,
     sizes: Sequence[int] = (50, 200, 800),
     replicates: int = 5,
@@ -632,6 +637,9 @@ def plot_studies(studies: Sequence[Study]) -> matplotlib.figure.Figure:
     ax.legend(fontsize=8)
     for ax, s in zip(axes[1:], studies, strict=True):
         sizes = sorted(s.table["n"].unique())
+        if not any(s.predictive.values()):
+            _interval_panel(ax, s)
+            continue
         bins = np.histogram_bin_edges(
             [v for vals in s.predictive.values() for v in vals] + list(s.truth_predictive), bins=40
         )
@@ -662,6 +670,31 @@ def plot_studies(studies: Sequence[Study]) -> matplotlib.figure.Figure:
         ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
+
+
+def _interval_panel(ax: Any, s: Study) -> None:
+    """Credible interval and posterior mean of every cell vs N, against the truth.
+
+    For a study without unit-level predictive draws to compare (an ETT: a contrast of two
+    counterfactual worlds, constant per unit in a linear model), the posterior of the
+    estimand itself is what shrinks onto the truth.
+    """
+    t = s.table.sort_values(["n", "replicate"])
+    sizes = sorted(t["n"].unique())
+    pos = {n: i for i, n in enumerate(sizes)}
+    reps = max(1, int(t["replicate"].max()) + 1)
+    x = np.array(
+        [pos[n] + 0.7 * ((r + 0.5) / reps - 0.5) for n, r in zip(t["n"], t["replicate"], strict=True)]
+    )
+    ax.vlines(x, t["lo"], t["hi"], color="C0", linewidth=1.2, label=f"{int(s.prob * 100)}% credible interval")
+    ax.plot(x, t["mean"], "o", color="C0", markersize=3, label="posterior mean")
+    ax.axhline(s.truth, color="k", linestyle="--", linewidth=1, label=f"truth = {s.truth:.4g}")
+    ax.set_xticks(range(len(sizes)), [str(n) for n in sizes])
+    ax.set_xlabel("sample size N (replicates side by side)")
+    ax.set_ylabel(s.outcome_label)
+    verdict = "identified" if s.identified else "NOT identified"
+    ax.set_title(f"{s.target} ({verdict}): posterior vs N", fontsize=10)
+    ax.legend(fontsize=8)
 
 
 def _md_table(df: pd.DataFrame) -> str:

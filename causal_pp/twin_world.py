@@ -379,19 +379,25 @@ def _squeeze_to(value: torch.Tensor, num: int, n: int) -> torch.Tensor:
     )
 
 
-def _plan(query: Any) -> tuple[dict[str, float], list[dict[str, float]], dict[str, float | None], bool]:
-    """(factual evidence, interventions per arm, outcome -> event value or None, is a contrast)."""
+def _plan(query: Any) -> tuple[dict[str, float], list[dict[str, float]], dict[str, float | None], str]:
+    """(factual evidence, interventions per arm, outcome -> event value or None, how arms combine).
+
+    ``how``: ``"one"`` (one world), ``"difference"`` (ETT: first arm minus second) or
+    ``"joint"`` (PNS: both arms' events at once, on the same units).
+    """
     if isinstance(query, ETT):
         seen = {query.treatment: query.treated}
         arms = [{query.treatment: query.treated}, {query.treatment: query.control}]
-        return seen, arms, {query.outcome: None}, True
+        return seen, arms, {query.outcome: None}, "difference"
+    if isinstance(query, PNS):
+        arms = [{query.treatment: query.treated}, {query.treatment: query.control}]
+        return {}, arms, {query.outcome: None}, "joint"
     if isinstance(query, (PN, PS)):
         query = query.as_counterfactual()
     if isinstance(query, Counterfactual):
-        return query.evidence, [query.interventions], dict(query.outcome), False
+        return query.evidence, [query.interventions], dict(query.outcome), "one"
     raise QueryError(
-        f"twin-world estimation takes Counterfactual, ETT, PN or PS queries; got {type(query).__name__}"
-        + (" (PNS joins two counterfactual worlds; a twin world has one)." if isinstance(query, PNS) else ".")
+        f"twin-world estimation takes Counterfactual, ETT, PN, PS or PNS queries; got {type(query).__name__}."
     )
 
 
@@ -454,7 +460,7 @@ def _weighted_mean(v: torch.Tensor, logw: torch.Tensor) -> torch.Tensor:
 
 def estimate_counterfactual(
     post: CausalPosterior,
-    query: Counterfactual | ETT | PN | PS,
+    query: Counterfactual | ETT | PN | PS | PNS,
     *,
     num_samples: int | None = None,
     num_units: int = 1000,
@@ -478,18 +484,20 @@ def estimate_counterfactual(
        the counterfactual outcome of each unit in the world ``do``.
     3. The functional of the draw is the weighted mean of the counterfactual outcome (of its
        indicator for an event such as ``{"Y": 0}``); for an :class:`ETT`, the difference of
-       the two arms (same noise in both).
+       the two arms (same noise in both); for a :class:`PNS`, which has no factual evidence,
+       the share of units that have the outcome in the treated world *and* lack it in the
+       control world (two counterfactual worlds on the same noise).
 
     Parameters
     ----------
     post
         The :class:`~causal_pp.CausalPosterior`.
     query
-        :class:`Counterfactual`, :class:`ETT`, :class:`PN` or :class:`PS`.
+        :class:`Counterfactual`, :class:`ETT`, :class:`PN`, :class:`PS` or :class:`PNS`.
     num_samples, num_units, seed, allow_unidentified
         As for :meth:`CausalPosterior.estimate <causal_pp.CausalPosterior.estimate>`.
     assume_monotonic
-        Passed to the gate (needed for PN/PS). The uniform-threshold Bernoulli noise model
+        Passed to the gate (needed for PN/PS/PNS). The uniform-threshold Bernoulli noise model
         *is* monotone whenever ``p`` increases with the treatment.
 
     Returns
@@ -521,7 +529,7 @@ def estimate_counterfactual(
 
     if not isinstance(num_units, int) or num_units < 1:
         raise InvalidArgumentError(f"num_units must be a positive integer; got {num_units!r}.")
-    evidence, arms, outcome, contrast = _plan(query)
+    evidence, arms, outcome, how = _plan(query)
     ident = identify_counterfactual(
         post.graph, query, assume_monotonic=assume_monotonic, strict=not allow_unidentified
     )
@@ -585,15 +593,24 @@ def estimate_counterfactual(
             cols.append(_weighted_mean(v if ev is None else (v == ev).double(), lw))
         return torch.stack(cols, 1)
 
-    funcs = [functional(values[a], logw) for a in range(len(arms))]
-    samples = funcs[0] - funcs[1] if contrast else funcs[0]
+    def combine(per_arm: list[Mapping[str, torch.Tensor]], lw: torch.Tensor) -> torch.Tensor:
+        if how == "joint":
+            # PNS: the same unit has the outcome when treated AND lacks it under control.
+            y = outcomes[0]
+            both = (per_arm[0][y].double() == query.outcome_value) & (
+                per_arm[1][y].double() == 1.0 - query.outcome_value
+            )
+            return _weighted_mean(both.double(), lw).unsqueeze(1)
+        funcs = [functional(per_arm[a], lw) for a in range(len(arms))]
+        return funcs[0] - funcs[1] if how == "difference" else funcs[0]
+
+    samples = combine(values, logw)
     if samples.shape[1] == 1:
         samples = samples[:, 0]
 
     means = {k: v.double().mean(0, keepdim=True).to(v.dtype) for k, v in post.samples.items()}
     pout, plw = run(means, 1, seeds[-1])
-    pf = [functional(pout[a], plw.double()) for a in range(len(arms))]
-    plug_t = (pf[0] - pf[1] if contrast else pf[0]).reshape(-1)
+    plug_t = combine(pout, plw.double()).reshape(-1)
     plugin: float | torch.Tensor = float(plug_t) if plug_t.numel() == 1 else plug_t
 
     ess = _ess(logw)

@@ -17,7 +17,7 @@ import pytest
 import torch
 
 from causal_pp import ATE, CausalGraph, CausalPPError, NotIdentifiableError
-from causal_pp.convergence import Study, study, wasserstein1
+from causal_pp.convergence import Study, studies, study, wasserstein1
 
 GRAPH = CausalGraph.parse("U -> X; U -> Y; X -> M -> Y", latent=["U"])
 BOW = CausalGraph.parse("U -> X; U -> Y; X -> Y", latent=["U"])
@@ -178,3 +178,40 @@ def test_bad_arguments(kwargs: dict, match: str) -> None:
     args = {"sizes": [10], "replicates": 1, "progress": False, **kwargs}
     with pytest.raises(CausalPPError, match=match):
         study(_Case("stub", GRAPH, True), **args)
+
+
+class _TwoQueryCase(_Case):
+    """The stub with a second query: the same posterior answers both."""
+
+    def __init__(self, fail_after=None) -> None:
+        super().__init__("stub2", GRAPH, True, fail_after=fail_after)
+        self.queries = {"ate": _CQ(QUERY, 2.0, True), "ate_again": _CQ(QUERY, 2.0, True)}
+
+
+def test_studies_share_one_fit_per_cell_and_match_study(tmp_path: Path) -> None:
+    kwargs = dict(sizes=[50, 200], replicates=2, seed=3, progress=False)
+    case = _TwoQueryCase()
+    both = studies(case, out=tmp_path / "both", **kwargs)
+    assert list(both) == ["ate", "ate_again"]
+    assert case.model.calls == 4  # one fit per cell, not one per query
+    cols = [c for c in both["ate"].table.columns if c not in ("fit_seconds", "shared_fit")]
+    alone = study(_TwoQueryCase(), "ate", **kwargs).table
+    pd.testing.assert_frame_equal(both["ate"].table[cols], alone[cols])
+    # Both queries' cells share one results file, and a rerun fits nothing.
+    assert len((tmp_path / "both" / "results.jsonl").read_text().splitlines()) == 8
+    again = _TwoQueryCase()
+    studies(again, out=tmp_path / "both", **kwargs)
+    assert again.model.calls == 0
+    # A cell finished for one query only is refitted for the other alone.
+    lines = (tmp_path / "both" / "results.jsonl").read_text().splitlines()
+    (tmp_path / "both" / "results.jsonl").write_text("\n".join(lines[:-1]) + "\n")
+    third = _TwoQueryCase()
+    studies(third, out=tmp_path / "both", **kwargs)
+    assert third.model.calls == 1
+
+
+def test_studies_refuses_a_model_and_an_empty_query_list() -> None:
+    with pytest.raises(CausalPPError, match="takes a case"):
+        studies(_Model(GRAPH, 2.0, 0.0, None), sizes=[10], replicates=1)
+    with pytest.raises(CausalPPError, match="at least one"):
+        studies(_Case("stub", GRAPH, True), [], sizes=[10], replicates=1)

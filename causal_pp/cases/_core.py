@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ..counterfactual import ETT
 from ..errors import CausalPPError, InterventionError, QueryError, UnknownVariableError
 from ..graph import CausalGraph
 from ..model import CausalModel
@@ -231,7 +232,9 @@ class CaseQuery:
     ----------
     query
         An :class:`~causal_pp.Interventional` (its truth is the mean of the single outcome
-        under the intervention) or an :class:`~causal_pp.ATE`.
+        under the intervention), an :class:`~causal_pp.ATE`, or an :class:`~causal_pp.ETT`
+        (the effect of treatment on the treated, a counterfactual query: its Monte Carlo
+        truth needs a discrete treatment, so give a continuous one an analytic truth).
     identified
         Whether the query is identified from the observed variables of the case's graph; must
         agree with ``causal_pp.identify(case.graph, query, strict=False).identified``.
@@ -251,7 +254,7 @@ class CaseQuery:
         Free text: how the truth relates to the published value, caveats.
     """
 
-    query: Interventional | ATE
+    query: Interventional | ATE | ETT
     identified: bool
     published: float | None
     outcome_sd: float | None
@@ -264,7 +267,7 @@ class CaseQuery:
 
     def __init__(
         self,
-        query: Interventional | ATE,
+        query: Interventional | ATE | ETT,
         identified: bool,
         truth: TruthSpec = None,
         *,
@@ -275,8 +278,8 @@ class CaseQuery:
         mc_draws: int = MC_DRAWS,
         mc_seed: int = MC_SEED,
     ) -> None:
-        if not isinstance(query, (Interventional, ATE)):
-            raise CaseError(f"a case query needs an Interventional or ATE; got {type(query).__name__}.")
+        if not isinstance(query, (Interventional, ATE, ETT)):
+            raise CaseError(f"a case query needs an Interventional, ATE or ETT; got {type(query).__name__}.")
         if isinstance(query, Interventional) and len(query.outcomes) != 1:
             raise CaseError(f"{query}: a case query has a single outcome (its truth is a mean).")
         if int(mc_draws) < 1:
@@ -525,6 +528,11 @@ class Case:
         """
         cq = self._query(query_name)
         q = cq.query
+        if isinstance(q, ETT):
+            raise QueryError(
+                f"{q}: truth samples are interventional draws; an ETT is a counterfactual contrast "
+                "(see monte_carlo_truth for its value)."
+            )
         if q.conditions:
             raise QueryError(f"{q}: truth samples of conditional queries are not supported.")
         if isinstance(q, Interventional):
@@ -576,16 +584,19 @@ def _draws(case: Case, n: int, do: Mapping[str, float], seed: int, outcome: str)
 
 
 def monte_carlo_truth(
-    case: Case, query: Interventional | ATE, *, n: int = MC_DRAWS, seed: int = MC_SEED
+    case: Case, query: Interventional | ATE | ETT, *, n: int = MC_DRAWS, seed: int = MC_SEED
 ) -> Truth:
     """Estimate a query's true value from ``case``'s simulator under the intervention(s).
 
     Draws come in chunks with seeds derived from ``seed``. For an :class:`SCM` the outcome's
     conditional mean given its parents is averaged (Rao-Blackwellised: same expectation,
-    smaller variance). An :class:`~causal_pp.ATE` contrasts both arms on the same units.
+    smaller variance). An :class:`~causal_pp.ATE` contrasts both arms on the same units. An
+    :class:`~causal_pp.ETT` contrasts them on the same units too, averaged over the units
+    whose *factual* treatment (the simulator's observational draw with the same seed, hence
+    the same exogenous noise) equals ``treated``; this needs a discrete treatment.
     """
-    total = s = ss = 0.0
-    done = 0
+    s = ss = 0.0
+    done = kept = 0
     i = 0
     while done < n:
         m = min(_CHUNK, n - done)
@@ -596,13 +607,22 @@ def monte_carlo_truth(
             d = _draws(case, m, {query.treatment: query.treated}, cs, query.outcome) - _draws(
                 case, m, {query.treatment: query.control}, cs, query.outcome
             )
+            if isinstance(query, ETT):
+                factual = np.asarray(case._sample_all(m, {}, cs)[query.treatment], dtype=float)
+                d = d[factual == query.treated]
         s += float(d.sum())
         ss += float(np.square(d).sum())
         done += m
+        kept += d.size
         i += 1
-    total = s / n
-    var = max(ss / n - total**2, 0.0) * n / max(n - 1, 1)
-    return Truth(total, math.sqrt(var / n), f"monte-carlo ({n} draws, seed {seed})")
+    if kept < 2:
+        raise CaseError(
+            f"{query}: no simulated unit has {query.treatment} = {query.treated:g} in {n} draws; a Monte "
+            "Carlo ETT truth needs a discrete treatment. Give the CaseQuery an analytic truth."
+        )
+    total = s / kept
+    var = max(ss / kept - total**2, 0.0) * kept / (kept - 1)
+    return Truth(total, math.sqrt(var / kept), f"monte-carlo ({n} draws, seed {seed})")
 
 
 def naive_contrast(

@@ -16,6 +16,7 @@ from __future__ import annotations
 import pyro
 import pyro.distributions as dist
 
+from ..counterfactual import ETT
 from ..graph import CausalGraph
 from ..model import units
 from ..queries import ATE, Interventional
@@ -114,6 +115,12 @@ def make_backdoor(**overrides: float) -> Case:
                 naive=p["beta_Y"] + slope * 1.0,
                 outcome_sd=sd,
                 note="P(Y | do(X=1)) = N(1.5, 9.5); naive: E[Y | X=1].",
+            ),
+            "ett": CaseQuery(
+                ETT("X", "Y", treated=1.0, control=0.0),
+                identified=True,
+                truth=p["theta_XY"],
+                note="E[Y_{X=1} - Y_{X=0} | X=1], a counterfactual query; linear SCM: every unit's effect is theta_XY, so the ETT equals the ATE.",
             ),
         },
         parameters=p,

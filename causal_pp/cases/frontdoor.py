@@ -16,6 +16,7 @@ from __future__ import annotations
 import pyro
 import pyro.distributions as dist
 
+from ..counterfactual import ETT
 from ..graph import CausalGraph
 from ..model import units
 from ..queries import ATE, Interventional
@@ -100,6 +101,12 @@ def make_frontdoor(**overrides: float) -> Case:
                 naive=mean_y + slope * (1.0 - mean_x),
                 outcome_sd=sd,
                 note="P(Y | do(X=1)) = N(2 - 1.5, 7.25); naive: E[Y | X=1].",
+            ),
+            "ett": CaseQuery(
+                ETT("X", "Y", treated=1.0, control=0.0),
+                identified=True,
+                truth=effect,
+                note="E[Y_{X=1} - Y_{X=0} | X=1], a counterfactual query; linear SCM: every unit's effect is theta_XM * theta_MY, so the ETT equals the ATE.",
             ),
         },
         parameters=p,
