@@ -23,3 +23,15 @@ def test_ci_runs_the_readme_test_command() -> None:
     commands = re.findall(r"```bash\n(.*?)```", README, flags=re.S)
     test_cmd = next(c for c in commands if "pytest" in c).strip().split("&& ")[-1]
     assert test_cmd in (ROOT / ".ci" / "run").read_text()
+
+
+def test_readme_quotes_the_paper_reproduction_table_verbatim() -> None:
+    # The table is generated (benchmarks/paper_reproduction.py --readme README.md), never typed.
+    begin = "<!-- paper-reproduction:begin (written by benchmarks/paper_reproduction.py --readme) -->"
+    end = "<!-- paper-reproduction:end -->"
+    assert begin in README and end in README
+    quoted = README.split(begin, 1)[1].split(end, 1)[0].strip()
+    table = ROOT / "benchmarks" / "results" / "paper_reproduction" / "table.md"
+    if not table.exists():
+        pytest.skip("no committed paper-reproduction results")
+    assert quoted == table.read_text().strip()
