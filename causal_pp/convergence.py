@@ -617,7 +617,14 @@ def plot_studies(studies: Sequence[Study]) -> matplotlib.figure.Figure:
     """Compare studies: error vs N (left) and predictive densities at smallest/largest N (right)."""
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 1 + len(studies), figsize=(5 * (1 + len(studies)), 4))
+    # At most three panels a row, so a comparison of many studies stays legible.
+    panels = 1 + len(studies)
+    ncols = min(3, panels)
+    nrows = -(-panels // ncols)
+    fig, grid = plt.subplots(nrows, ncols, figsize=(5.5 * ncols, 4.2 * nrows), squeeze=False)
+    axes = list(grid.flat)
+    for spare in axes[panels:]:
+        spare.set_visible(False)
     ax = axes[0]
     for k, s in enumerate(studies):
         color = f"C{k}"
@@ -635,14 +642,14 @@ def plot_studies(studies: Sequence[Study]) -> matplotlib.figure.Figure:
     ax.set_ylabel("|posterior mean − truth|")
     ax.set_title("error of the causal estimate vs N")
     ax.legend(fontsize=8)
-    for ax, s in zip(axes[1:], studies, strict=True):
+    for ax, s in zip(axes[1:panels], studies, strict=True):
         sizes = sorted(s.table["n"].unique())
         if not any(s.predictive.values()):
             _interval_panel(ax, s)
             continue
-        bins = np.histogram_bin_edges(
-            [v for vals in s.predictive.values() for v in vals] + list(s.truth_predictive), bins=40
-        )
+        bins = _bins([v for vals in s.predictive.values() for v in vals], s.truth_predictive)
+        if len(bins) <= 11 and np.all(bins % 1 == 0.5):  # a few count values: label each one
+            ax.set_xticks(bins[:-1] + 0.5)
         if s.truth_predictive:
             ax.hist(
                 s.truth_predictive,
@@ -664,12 +671,25 @@ def plot_studies(studies: Sequence[Study]) -> matplotlib.figure.Figure:
                     label=f"posterior predictive, N={n}",
                 )
         verdict = "identified" if s.identified else "NOT identified"
-        ax.set_title(f"{s.target} ({verdict}): {s.outcome_label}", fontsize=10)
+        ax.set_title(f"{s.target} ({verdict})\n{s.outcome_label}", fontsize=10)
         ax.set_xlabel(s.outcome_label)
         ax.set_ylabel("density")
         ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
+
+
+def _bins(predictive: Sequence[float], truth: Sequence[float]) -> np.ndarray:
+    """Histogram edges shared by the truth and the predictive draws.
+
+    A count-valued truth (e.g. IGF's molecule counts) gets one bin per integer: bins finer than
+    its lattice would leave every other bar of the truth empty.
+    """
+    values = np.asarray([*predictive, *truth], dtype=float)
+    t = np.asarray(truth, dtype=float)
+    if t.size and np.all(t == np.round(t)) and values.max() - values.min() <= 200:
+        return np.arange(np.floor(values.min()) - 0.5, np.ceil(values.max()) + 1.0)
+    return np.histogram_bin_edges(values, bins=40)
 
 
 def _interval_panel(ax: Any, s: Study) -> None:
@@ -693,7 +713,7 @@ def _interval_panel(ax: Any, s: Study) -> None:
     ax.set_xlabel("sample size N (replicates side by side)")
     ax.set_ylabel(s.outcome_label)
     verdict = "identified" if s.identified else "NOT identified"
-    ax.set_title(f"{s.target} ({verdict}): posterior vs N", fontsize=10)
+    ax.set_title(f"{s.target} ({verdict})\nposterior vs N", fontsize=10)
     ax.legend(fontsize=8)
 
 

@@ -165,6 +165,18 @@ def test_report_writes_plot_and_markdown(tmp_path: Path) -> None:
     assert not list(tmp_path.glob("*.tmp"))
 
 
+def test_count_valued_truth_gets_one_bin_per_count() -> None:
+    # Bins finer than the truth's integer lattice would draw every other truth bar empty.
+    from causal_pp.convergence import _bins
+
+    truth = [83.0, 85.0, 89.0, 92.0]
+    edges = _bins([82.3, 93.7], truth)
+    assert np.allclose(np.diff(edges), 1.0)
+    assert edges[0] < 82.3 and edges[-1] > 93.7
+    assert np.allclose((np.asarray(truth) - edges[0]) % 1.0, 0.5)  # each count mid-bin
+    assert len(_bins([0.1, 2.5], [0.3, 1.7])) == 41  # continuous truth: 40 bins
+
+
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [
