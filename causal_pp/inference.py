@@ -13,6 +13,7 @@ against its DAG (:meth:`~causal_pp.CausalModel.check`).
 from __future__ import annotations
 
 import contextlib
+import gc
 import math
 import time
 import warnings
@@ -299,6 +300,44 @@ def on_device(device: torch.device) -> Iterator[None]:
 
 
 @contextlib.contextmanager
+def released_jit_traces() -> Iterator[None]:
+    """Free the TorchScript functions that JIT compilation made in the block, once unused.
+
+    ``torch.jit.trace`` registers every traced function in one global compilation unit that
+    is never emptied (pytorch/pytorch#35600, #43119), and a traced ELBO or NUTS potential
+    keeps its graph and captured tensors there for the life of the process: ~50 MB per fit of
+    a case-library model, so a convergence study of a few hundred fits in one process grew
+    past 10 GB and slowed to swapping. The unit can only be emptied as a whole, and emptying
+    it while anything still holds one of its functions would leave that function dangling.
+    So it is emptied on exit only when it was empty on entry (every function in it is then
+    this block's) and no Pyro object that holds a compiled function is still alive; otherwise
+    (a user's own TorchScript functions, or a JIT-compiled ELBO kept past the fit) nothing is
+    released, as before. Not for use while another thread is JIT-compiling.
+    """
+    unit = torch.jit._state._python_cu
+    ours_only = not unit.get_functions()
+    try:
+        yield
+    finally:
+        if ours_only and unit.get_functions():
+            gc.collect()
+            if not _compiled_pyro_functions_alive():
+                unit.drop_all_functions()
+
+
+def _compiled_pyro_functions_alive() -> bool:
+    """Whether a Pyro object that holds a TorchScript function is still reachable."""
+    from pyro.infer.mcmc.util import _PEMaker
+    from pyro.ops.jit import CompiledFunction
+
+    return any(
+        (isinstance(o, CompiledFunction) and o.compiled)
+        or (isinstance(o, _PEMaker) and getattr(o, "_compiled_fn", None) is not None)
+        for o in gc.get_objects()
+    )
+
+
+@contextlib.contextmanager
 def num_threads(k: int | None) -> Iterator[None]:
     """Run the block with ``k`` torch intra-op threads (None: leave the setting alone)."""
     if k is None:
@@ -558,7 +597,7 @@ def fit(
     elif threads is not None and (not isinstance(threads, int) or threads < 1):
         raise InvalidArgumentError(f"threads must be 'auto', None or a positive integer; got {threads!r}.")
     t0 = time.perf_counter()
-    with on_device(dev), num_threads(threads):
+    with on_device(dev), num_threads(threads), released_jit_traces():
         _check_support(conditioned, list(data_dev), dev, seed)
         if method == "nuts":
             draws, unit_draws, diagnostics = _run_nuts(

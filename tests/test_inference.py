@@ -444,3 +444,45 @@ def test_fit_of_a_plain_function_is_an_argument_type_error() -> None:
 
     with pytest.raises(ArgumentTypeError, match="CausalModel"):
         fit(lambda n: None, {"X": torch.zeros(3)})  # type: ignore[arg-type]
+
+
+_JIT_RELEASE_SCRIPT = """
+import warnings
+
+import torch
+
+from causal_pp.cases import get_case
+
+unit = torch.jit._state._python_cu
+case = get_case("frontdoor")
+data = case.simulate(60, seed=0)
+warnings.simplefilter("ignore")
+for method, kw in (("svi", {"num_steps": 40, "restarts": 2}), ("nuts", {"num_samples": 20, "warmup_steps": 20})):
+    post = case.model.fit(data, method=method, seed=0, progress_bar=False, **kw)
+    post.estimate(case.queries["ate"].query, seed=0, num_samples=10)
+    print(method, len(unit.get_functions()))
+
+
+@torch.jit.script
+def user_fn(x: torch.Tensor) -> torch.Tensor:
+    return x * 2
+
+
+case.model.fit(data, method="svi", seed=0, progress_bar=False, num_steps=40)
+print("user", len(unit.get_functions()) >= 1, float(user_fn(torch.ones(1))))
+"""
+
+
+def test_jit_fits_release_their_traces_but_never_a_users_function(tmp_path) -> None:
+    # torch keeps every traced function in one global unit for the life of the process, so
+    # each JIT fit used to leak its ELBO graph (a study of hundreds of fits grew past 10 GB).
+    # A fresh process: the global unit of this test process may hold other tests' functions.
+    import subprocess
+    import sys
+
+    script = tmp_path / "jit_release.py"  # a file: torch.jit.script reads the function's source
+    script.write_text(_JIT_RELEASE_SCRIPT)
+    run = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    out = run.stdout.split("\n")
+    assert out[:3] == ["svi 0", "nuts 0", "user True 2.0"], out
