@@ -362,6 +362,22 @@ def test_svi_matches_the_exact_posterior_across_draws(name, seed):
     _assert_matches_exact_posterior(name, 2000, seed, chains=4)
 
 
+def test_hopeless_importance_correction_stops_after_its_first_round(small_data, monkeypatch):
+    monkeypatch.setattr(inference, "IS_ROUND1_MIN_ESS", 1e9)
+    with pytest.warns(UserWarning, match="importance correction of the guide failed"):
+        post = frontdoor.fit(small_data, seed=0, **FAST_SVI)
+    d = post.diagnostics
+    assert not d["is_corrected"] and "no second round" in d["is_skipped"]
+    assert d["is_ess"] == d["is_ess_round1"]
+    monkeypatch.undo()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        full = frontdoor.fit(small_data, seed=0, **FAST_SVI)
+    # the guide's own draws are what a skipped correction keeps
+    assert full.diagnostics["is_corrected"]
+    assert not torch.equal(full.samples["theta_XM"], post.samples["theta_XM"])
+
+
 def test_svi_warns_when_elbo_still_falling(small_data):
     with pytest.warns(UserWarning, match="ELBO was still improving"):
         frontdoor.fit(
