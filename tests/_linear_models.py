@@ -106,7 +106,7 @@ def simulate(model: CausalModel, params: Mapping[str, float], n: int, seed: int)
 # The exact posterior of the linear-Gaussian test models: U ~ N(mu, 1) is a root with unit-noise
 # linear children, so (observed columns) is multivariate normal given the globals and U can be
 # integrated out analytically; NUTS on that marginal model is the reference. Edges are
-# (parent, child, global); priors are those of tests/_linear_models.py.
+# (parent, child, global); priors are those of the models above.
 MARGINAL_SEM = {
     "frontdoor": (
         ["U", "X", "M", "Y"],
