@@ -100,26 +100,9 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(1)
     rows: list[dict[str, Any]] = []
     csv_path = args.out / f"importance_correction-{stamp}.csv"
-    cols = [
-        "model",
-        "n",
-        "seed",
-        "guide_shift_sd",
-        "corrected_shift_sd",
-        "guide_sd_ratio",
-        "corrected_sd_ratio",
-        "is_ess",
-        "exact_r_hat",
-    ]
-    cols += [
-        "is_corrected",
-        "exact_mean",
-        "exact_sd",
-        "exact_ess",
-        "guide_fit_s",
-        "corrected_fit_s",
-    ]
-    cols += ["exact_s"]
+    cols = ["model", "n", "seed", "guide_shift_sd", "corrected_shift_sd", "guide_sd_ratio"]
+    cols += ["corrected_sd_ratio", "is_ess", "exact_r_hat", "is_corrected", "exact_mean", "exact_sd"]
+    cols += ["exact_ess", "guide_fit_s", "corrected_fit_s", "exact_s"]
     shown = 10
     print(" ".join(f"{c:>10.10s}" for c in cols[:shown]))
     tmp = csv_path.with_suffix(".csv.part")

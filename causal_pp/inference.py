@@ -931,24 +931,35 @@ def _importance_correct(
             theta[name] = x
         return theta, log_jac
 
-    def unit_log_joint(glob: dict[str, torch.Tensor], z: dict[str, torch.Tensor]) -> torch.Tensor:
-        """Per-unit log p(unit's data, unit's latents | globals) + Jacobians, shape (m, 1, N)."""
-        m = z[unit_latent[0]].shape[0]
+    def log_joint(
+        glob: dict[str, torch.Tensor], z: dict[str, torch.Tensor], particles: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """For one chunk of m draws of the globals and ``particles`` values of each unit's latents
+        (unconstrained): per-unit log p(unit's data, unit's latents | globals) + Jacobians,
+        shape (m, particles, N), and the log prior of the globals, shape (m,)."""
+        m = next(iter(glob.values())).shape[0]
         values = dict(glob)
-        out = torch.zeros(m, 1, N, dtype=torch.float64, device=dev)
+        unit = torch.zeros(m, particles, N, dtype=torch.float64, device=dev)
         for u in unit_latent:
             t = biject_to(proto.nodes[u]["fn"].support)
             zu_f = z[u].to(loc.dtype)
             x = t(zu_f)
-            out = out + t.log_abs_det_jacobian(zu_f, x).double()
+            unit = unit + t.log_abs_det_jacobian(zu_f, x).double()
             values[u] = x
-        with pyro.plate("_is_draws", m, dim=-3), pyro.plate("_is_particles", 1, dim=-2):
+        with pyro.plate("_is_draws", m, dim=-3), pyro.plate("_is_particles", particles, dim=-2):
             tr = poutine.trace(poutine.condition(target, data=values)).get_trace()
         tr.compute_log_prob()
+        prior = torch.zeros(m, dtype=torch.float64, device=dev)
         for site in tr.nodes.values():
-            if site["type"] == "sample" and any(f.name == "units" for f in site["cond_indep_stack"]):
-                out = out + site["log_prob"].double().expand(m, 1, N)
-        return out
+            if site["type"] != "sample" or "log_prob" not in site:
+                continue
+            lp = site["log_prob"].double()
+            lp = lp.expand(*torch.broadcast_shapes(lp.shape, (m, particles, 1)))
+            if any(f.name == "units" for f in site["cond_indep_stack"]):
+                unit = unit + lp.expand(m, particles, N)
+            else:
+                prior = prior + lp[:, 0].reshape(m, -1).sum(-1)
+        return unit, prior
 
     def laplace(
         glob: dict[str, torch.Tensor], mean: dict[str, torch.Tensor], sd: dict[str, torch.Tensor]
@@ -962,7 +973,7 @@ def _importance_correct(
         ) -> tuple[torch.Tensor, dict[str, torch.Tensor], dict[str, torch.Tensor]]:
             with torch.enable_grad():
                 zz = {u: z[u].detach().clone().requires_grad_(True) for u in unit_latent}
-                f = unit_log_joint(glob, zz)
+                f, _ = log_joint(glob, zz, 1)
                 grads = torch.autograd.grad(f.sum(), list(zz.values()), create_graph=True, allow_unused=True)
                 g, h = {}, {}
                 for u, gr in zip(unit_latent, grads, strict=True):
@@ -980,7 +991,7 @@ def _importance_correct(
         def ok(f: torch.Tensor, h: dict[str, torch.Tensor]) -> torch.Tensor:
             good = torch.isfinite(f)
             for u in unit_latent:
-                good &= (h[u] < 0) & (torch.isfinite(h[u]) | (h[u] == -math.inf))
+                good &= h[u] < 0  # False for NaN and +inf; -inf marks "no curvature" (above)
             return good
 
         if not unit_latent:
@@ -1028,35 +1039,16 @@ def _importance_correct(
             for name in globals_:
                 si = s.sites[name]
                 values[name] = theta[name][a:b].reshape(m, 1, *([1] * (1 - si.batch_ndim)), *si.shape)
-            unit = torch.zeros(m, K, N, dtype=torch.float64, device=dev)
             dz = z_t[a:b] - mu_t
             lin_mean = {u: (cond[u][0] + dz @ cond[u][1].T).unsqueeze(1) for u in unit_latent}  # (m, 1, N)
             lin_sd = {u: cond[u][2].expand(m, 1, N) for u in unit_latent}
             prop_mean, prop_sd = laplace(values, lin_mean, lin_sd)
+            z = {u: prop_mean[u] + prop_sd[u] * crn[u] for u in unit_latent}
+            with torch.no_grad():
+                unit, prior = log_joint(values, z, K)
             for u in unit_latent:
-                mean, sd = prop_mean[u], prop_sd[u]
-                zu = mean + sd * crn[u]
-                t = biject_to(proto.nodes[u]["fn"].support)
-                zu_f = zu.to(loc.dtype)
-                x = t(zu_f)
-                unit += t.log_abs_det_jacobian(zu_f, x).double() - torch.distributions.Normal(
-                    mean, sd
-                ).log_prob(zu)
-                values[u] = x
-            with torch.no_grad(), pyro.plate("_is_draws", m, dim=-3), pyro.plate("_is_particles", K, dim=-2):
-                tr = poutine.trace(poutine.condition(target, data=values)).get_trace()
-            tr.compute_log_prob()
-            glob = torch.zeros(m, dtype=torch.float64, device=dev)
-            for site in tr.nodes.values():
-                if site["type"] != "sample" or "log_prob" not in site:
-                    continue
-                lp = site["log_prob"].double()
-                lp = lp.expand(*torch.broadcast_shapes(lp.shape, (m, K, 1)))
-                if any(f.name == "units" for f in site["cond_indep_stack"]):
-                    unit = unit + lp.expand(m, K, N)
-                else:
-                    glob += lp[:, 0].reshape(m, -1).sum(-1)
-            out[a:b] = glob + (torch.logsumexp(unit, dim=1) - math.log(K)).sum(-1)
+                unit = unit - torch.distributions.Normal(prop_mean[u], prop_sd[u]).log_prob(z[u])
+            out[a:b] = prior + (torch.logsumexp(unit, dim=1) - math.log(K)).sum(-1)
         return out
 
     def weigh(

@@ -11,11 +11,10 @@ import pyro.distributions as dist
 import pytest
 import torch
 from _linear_models import (
-    BACKDOOR_TRUTH,
     FRONTDOOR_GRAPH,
     FRONTDOOR_TRUTH,
     MARGINAL_SEM,
-    backdoor,
+    MODELS,
     exact_ate_posterior,
     frontdoor,
     simulate,
@@ -319,7 +318,7 @@ def test_svi_fit_draws_and_diagnostics():
 
 
 def _assert_matches_exact_posterior(name: str, n: int, seed: int, chains: int = 2) -> None:
-    model, truth = {"frontdoor": (frontdoor, FRONTDOOR_TRUTH), "backdoor": (backdoor, BACKDOOR_TRUTH)}[name]
+    model, truth = MODELS[name]
     data = simulate(model, truth, n, seed=seed)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
