@@ -27,9 +27,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from .counterfactual import ETT
-from .errors import CausalPPError
-from .queries import ATE, Interventional
+from ..counterfactual import ETT
+from ..errors import CausalPPError
+from ..queries import ATE, Interventional
 
 if TYPE_CHECKING:  # pragma: no cover
     import matplotlib.figure
@@ -118,7 +118,7 @@ def _resolve(
             else lambda n, s, _c=case, _q=qname: np.asarray(_c.truth_samples(_q, n, seed=s)),
         )
     # A user's own CausalModel: they supply the simulator and the truth.
-    from .identification import identify
+    from ..identification import identify
 
     if simulate is None or truth is None or not isinstance(query, (Interventional, ATE, ETT)):
         raise CausalPPError(
@@ -152,7 +152,7 @@ def _predictive_outcome(estimate: Any, query: Interventional | ATE | ETT) -> np.
     if not pred or isinstance(query, ETT):
         return None
     if isinstance(query, ATE):
-        from .posterior import _arm_key
+        from ..posterior import _arm_key
 
         value = pred[_arm_key(query.outcome, query.treatment, query.treated)]
     else:
@@ -541,7 +541,7 @@ def _run_grid(
         raise CausalPPError(f"replicates must be >= 1; got {replicates}.")
     for target in targets:
         if not target.identified and not allow_unidentified:
-            from .identification import identify
+            from ..identification import identify
 
             identify(target.model.graph, target.query)  # raises NotIdentifiableError with the reason
     fit_kwargs = dict(fit_kwargs or {})

@@ -17,7 +17,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from .errors import (
+from ..errors import (
     EmptyInterventionError,
     LatentVariableQueryError,
     OverlappingQueryError,
@@ -26,7 +26,7 @@ from .errors import (
 )
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .graph import CausalGraph
+    from ..graph import CausalGraph
 
 __all__ = ["ATE", "Interventional", "Query"]
 

@@ -28,15 +28,15 @@ from typing import TYPE_CHECKING, Any
 
 import networkx as nx
 
-from .errors import GraphError, NotIdentifiableError, QueryError
-from .graph import CausalGraph
-from .queries import ATE, Interventional
+from ..errors import GraphError, NotIdentifiableError, QueryError
+from ..graph import CausalGraph
+from ..queries import ATE, Interventional
 
 if TYPE_CHECKING:  # pragma: no cover
     from y0.dsl import Expression
     from y0.graph import NxMixedGraph
 
-    from .counterfactual import CounterfactualIdentification, CounterfactualQuery
+    from ..counterfactual import CounterfactualIdentification, CounterfactualQuery
 
 __all__ = ["Identification", "identify"]
 
@@ -491,7 +491,7 @@ def identify(
             f"identify() needs a CausalGraph as its first argument; got {type(graph).__name__}. "
             "Build one with CausalGraph.parse('X -> Y; ...', latent=[...])."
         )
-    from .counterfactual import ETT, PN, PNS, PS, Counterfactual, identify_counterfactual
+    from ..counterfactual import ETT, PN, PNS, PS, Counterfactual, identify_counterfactual
 
     if isinstance(query, (Counterfactual, ETT, PN, PS, PNS)):
         return identify_counterfactual(

@@ -45,7 +45,7 @@ from pyro.ops.stats import effective_sample_size, split_gelman_rubin
 from torch.distributions import biject_to
 from tqdm.auto import tqdm
 
-from .errors import (
+from ..errors import (
     ArgumentTypeError,
     DataError,
     DeviceError,
@@ -59,13 +59,13 @@ from .errors import (
     UnequalLengthError,
     UnexpectedColumnError,
 )
-from .graph import CausalGraph
-from .posterior import CausalPosterior
+from ..graph import CausalGraph
+from ..posterior import CausalPosterior
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
 
-    from .model import CausalModel, ProgramStructure
+    from ..model import CausalModel, ProgramStructure
 
 __all__ = ["fit", "resolve_device", "validate_data"]
 
@@ -573,7 +573,7 @@ def fit(
     if isinstance(guide, str) and guide not in _GUIDES:
         raise InvalidArgumentError(f"guide must be one of {_GUIDES} or a callable; got {guide!r}.")
     dev = resolve_device(device)
-    from .model import CausalModel
+    from ..model import CausalModel
 
     if not isinstance(model, CausalModel):
         raise ArgumentTypeError(
