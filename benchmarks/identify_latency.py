@@ -33,7 +33,7 @@ from importlib import metadata
 from pathlib import Path
 
 from causal_pp import CausalGraph, Interventional, identify
-from causal_pp.identification import _decide
+from causal_pp.identification.interventional import decide as _decide
 
 SIZES = (10, 30, 100)
 TARGETS_MS = {30: {"cold": 100.0, "cached": 1.0}}

@@ -4,64 +4,84 @@ Attach a causal DAG (with its latent nodes) to a plain Pyro model; causal_pp che
 program against the DAG, refuses queries that cannot be identified from the observed
 variables, rewrites the model with ChiRho into its interventional program, fits it, and
 returns the posterior predictive of the causal quantity.
+
+=====================  =====================================================================
+module                 concept
+=====================  =====================================================================
+``graph``              :class:`CausalGraph`: the DAG with latent nodes, its latent projection
+``queries``            the queries (:class:`Interventional`, :class:`ATE`, counterfactual ones)
+``identification``     :func:`identify`: the gate (ID/IDC, ID*/IDC*)
+``model``, ``program`` :class:`CausalModel`: a Pyro program with its DAG; what a program contains
+``handlers``           the messengers (``do``, dependency tracking, shared noise, twin worlds)
+``inference``          :func:`fit`: data validation, NUTS, SVI, importance correction
+``posterior``          :class:`CausalPosterior`, :class:`Estimate`
+``estimation``         estimating queries from a posterior by simulation
+``convergence``        studies of error vs sample size on ground-truth cases
+``cases``              the ground-truth case library
+``runtime``            devices, seeds, threads, JIT hygiene
+``validation``         option checks shared by every entry point
+``errors``             the exceptions
+=====================  =====================================================================
 """
 
 from __future__ import annotations
 
 from . import cases, convergence
-from .counterfactual import (
-    ETT,
-    PN,
-    PNS,
-    PS,
-    Counterfactual,
+from .errors import *  # noqa: F403
+from .errors import __all__ as _errors_all
+from .estimation import estimate
+from .graph import CausalGraph
+from .identification import (
     CounterfactualEstimand,
     CounterfactualGraph,
     CounterfactualIdentification,
+    Identification,
     InterventionalTerm,
     counterfactual_graph,
+    identify,
     identify_counterfactual,
 )
-from .errors import *  # noqa: F403
-from .errors import __all__ as _errors_all
-from .graph import CausalGraph
-from .identification import Identification, identify
-from .inference import fit, validate_data
-from .model import CausalModel, InterventionalProgram, ProgramStructure, SiteInfo, causal_model, units
+from .inference import NUTS, SVI, fit, validate_data
+from .model import CausalModel, InterventionalProgram, causal_model, units
 from .posterior import CausalPosterior, Estimate
-from .queries import ATE, Interventional
+from .program import ProgramStructure, SiteInfo
+from .queries import ATE, ETT, PN, PNS, PS, Counterfactual, Interventional, Query
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "cases",
-    "convergence",
     "ATE",
     "ETT",
+    "NUTS",
     "PN",
     "PNS",
     "PS",
+    "SVI",
+    "CausalGraph",
+    "CausalModel",
+    "CausalPosterior",
     "Counterfactual",
     "CounterfactualEstimand",
     "CounterfactualGraph",
     "CounterfactualIdentification",
-    "InterventionalTerm",
-    "counterfactual_graph",
-    "identify_counterfactual",
-    "CausalGraph",
-    "CausalModel",
-    "CausalPosterior",
     "Estimate",
-    "InterventionalProgram",
-    "ProgramStructure",
-    "SiteInfo",
-    "causal_model",
-    "fit",
-    "units",
-    "validate_data",
     "Identification",
     "Interventional",
+    "InterventionalProgram",
+    "InterventionalTerm",
+    "ProgramStructure",
+    "Query",
+    "SiteInfo",
     "__version__",
+    "cases",
+    "causal_model",
+    "convergence",
+    "counterfactual_graph",
+    "estimate",
+    "fit",
     "identify",
+    "identify_counterfactual",
+    "units",
+    "validate_data",
     *_errors_all,
 ]

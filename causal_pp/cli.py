@@ -42,13 +42,13 @@ def _assignments(values: Sequence[str] | None, flag: str) -> dict[str, float]:
 
 def _cmd_identify(args: argparse.Namespace) -> int:
     from .graph import CausalGraph
-    from .identification import _query_text, identify
-    from .queries import Interventional
+    from .identification import identify
+    from .queries import Interventional, query_text
 
     graph = CausalGraph.parse(args.graph, latent=_split(args.latent))
     given = _split(args.given) or None
     query = Interventional(_split(args.outcome), do=_assignments(args.do, "--do"), given=given)
-    asked = _query_text(query.treatments, query.outcomes, query.conditions)
+    asked = query_text(query.treatments, query.outcomes, query.conditions)
     try:
         result = identify(graph, query)
     except NotIdentifiableError as err:

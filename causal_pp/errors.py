@@ -12,11 +12,13 @@ from typing import Any
 
 __all__ = [
     "ArgumentTypeError",
+    "CaseError",
     "CausalPPError",
     "CounterfactualError",
     "CyclicGraphError",
     "DataError",
     "DeviceError",
+    "DuplicateCaseError",
     "DuplicateNodeError",
     "EmptyDataError",
     "EmptyInterventionError",
@@ -38,6 +40,7 @@ __all__ = [
     "SelfLoopError",
     "UnequalLengthError",
     "UnexpectedColumnError",
+    "UnknownCaseError",
     "UnknownVariableError",
 ]
 
@@ -155,6 +158,24 @@ class CounterfactualError(CausalPPError):
         self.site = site
 
 
+# --- the case library -------------------------------------------------------------------
+
+
+class CaseError(CausalPPError):
+    """A case of the case library is malformed or cannot be registered."""
+
+
+class UnknownCaseError(CaseError, KeyError):
+    """No case of that name is registered; the message lists the available names."""
+
+    def __str__(self) -> str:  # KeyError would print the message with quotes around it
+        return str(self.args[0]) if self.args else ""
+
+
+class DuplicateCaseError(CaseError, ValueError):
+    """A case of that name is already registered (pass ``replace=True`` to overwrite it)."""
+
+
 # --- data -------------------------------------------------------------------------------
 
 
@@ -207,3 +228,35 @@ class InvalidArgumentError(CausalPPError, ValueError):
 
 class ArgumentTypeError(CausalPPError, TypeError):
     """An argument has the wrong type (e.g. a plain function where a CausalModel is needed)."""
+
+
+# --- warnings -------------------------------------------------------------------------------
+
+
+def warn(message: str, category: type[Warning] = UserWarning) -> None:
+    """Issue a warning attributed to the user's code: the first caller outside causal_pp.
+
+    Examples
+    --------
+    >>> import warnings
+    >>> with warnings.catch_warnings(record=True) as caught:
+    ...     warnings.simplefilter("always")
+    ...     warn("causal_pp: something to know")
+    >>> str(caught[0].message)
+    'causal_pp: something to know'
+    """
+    import os
+    import sys
+    import warnings
+
+    package = os.path.dirname(os.path.abspath(__file__)) + os.sep
+    # frames of causal_pp, and of the stdlib dispatch/context machinery between them, are skipped
+    skip = ("functools.py", "contextlib.py")
+    level, frame = 2, sys._getframe(1)
+    while frame is not None:
+        path = os.path.abspath(frame.f_code.co_filename)
+        if not (path.startswith(package) or os.path.basename(path) in skip):
+            break
+        frame = frame.f_back
+        level += 1
+    warnings.warn(message, category, stacklevel=level)

@@ -21,32 +21,20 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pyro
 import torch
-from pyro import poutine
 
-from .errors import InferenceError, InvalidArgumentError, QueryError
-from .handlers import intervene, log_weight
-from .identification import Identification, identify
-from .queries import ATE, Interventional
+from .errors import InferenceError, InvalidArgumentError
 
 if TYPE_CHECKING:  # pragma: no cover
     import arviz as az
 
     from .graph import CausalGraph
-    from .model import CausalModel, ProgramStructure
+    from .identification import Identification
+    from .model import CausalModel
+    from .program import ProgramStructure
+    from .queries import Query
 
 __all__ = ["CausalPosterior", "Estimate"]
-
-_MAX_ELEMENTS = 2**23
-"""Simulations are chunked over draws so that one chunk holds about this many values per site."""
-
-ESS_WARN_FRACTION = 0.01
-"""Conditional queries warn when the mean likelihood-weighting ESS is below this share of units (or 20)."""
-
-
-def _arm_key(outcome: str, treatment: str, value: float) -> str:
-    return f"{outcome} | do({treatment}={value:g})"
 
 
 @dataclass(frozen=True, eq=False, repr=False)
@@ -94,7 +82,7 @@ class Estimate:
     (1.0, 0.1)
     """
 
-    query: Interventional | ATE
+    query: Query
     samples: torch.Tensor
     predictive: Mapping[str, torch.Tensor]
     identified: bool
@@ -366,6 +354,16 @@ class CausalPosterior:
     def structure(self) -> ProgramStructure:
         return self._structure
 
+    @property
+    def model_args(self) -> tuple[Any, ...]:
+        """Further positional arguments of the model function (after ``n``)."""
+        return self._model_args
+
+    @property
+    def model_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments of the model function."""
+        return dict(self._model_kwargs)
+
     def mean(self) -> dict[str, torch.Tensor]:
         """Posterior means of the global parameters.
 
@@ -421,81 +419,9 @@ class CausalPosterior:
             attrs={"method": self._method, "seed": self._seed, "inference_library": "causal_pp"},
         )
 
-    # --- simulation ---------------------------------------------------------------------
-
-    def _vectorized(self, draws: Mapping[str, torch.Tensor], num: int) -> dict[str, torch.Tensor]:
-        """Global draws reshaped for a plate over draws at dim -(max_plate_nesting + 1)."""
-        P = self._structure.max_plate_nesting
-        out = {}
-        for k, v in draws.items():
-            info = self._structure.sites[k]
-            out[k] = v.reshape((num, *([1] * (P - info.batch_ndim)), *info.shape)).to(self._device)
-        return out
-
-    def _per_unit(self, name: str, value: Any, num: int, n: int) -> torch.Tensor:
-        info = self._structure.sites[name]
-        P = self._structure.max_plate_nesting
-        event = info.shape[len(info.shape) - info.event_ndim :] if info.event_ndim else ()
-        full = (num, *([1] * (P - 1)), n, *event)
-        value = torch.as_tensor(value)
-        try:
-            return torch.broadcast_to(value, full).reshape(num, n, *event)
-        except RuntimeError:
-            raise QueryError(
-                f"site {name!r} has shape {tuple(value.shape)} in the simulation, which is not one value "
-                "per unit; only per-unit variables of the units plate can be outcomes or evidence."
-            ) from None
-
-    def _simulate(
-        self,
-        actions: Mapping[str, float],
-        evidence: Mapping[str, float],
-        draws: Mapping[str, torch.Tensor],
-        num: int,
-        num_units: int,
-        outcomes: tuple[str, ...],
-    ) -> tuple[dict[str, torch.Tensor], torch.Tensor | None]:
-        """One vectorised run of the interventional program for ``num`` draws at once."""
-        P = self._structure.max_plate_nesting
-        program = intervene(self._model.fn, {**actions, **evidence})
-        cond = self._vectorized(draws, num)
-        with (
-            torch.no_grad(),
-            pyro.validation_enabled(False),
-            pyro.plate("_draws", num, dim=-(P + 1)),
-            poutine.condition(data=cond),
-        ):
-            tr = poutine.trace(program).get_trace(num_units, *self._model_args, **self._model_kwargs)
-        values = {y: self._per_unit(y, tr.nodes[y]["value"], num, num_units) for y in outcomes}
-        logw = None
-        for z in evidence:
-            lw = self._per_unit(z, log_weight(tr.nodes[z]), num, num_units)
-            lw = lw.reshape(num, num_units, -1).sum(-1)
-            logw = lw if logw is None else logw + lw
-        return values, logw
-
-    def _draw_index(self, num_samples: int | None) -> tuple[torch.Tensor | None, int]:
-        total, c = self._num_draws, self._num_chains
-        if num_samples is None or num_samples >= total:
-            if num_samples is not None and num_samples > total:
-                warnings.warn(
-                    f"causal_pp: num_samples={num_samples} but the posterior has {total} draws; using all.",
-                    UserWarning,
-                    stacklevel=3,
-                )
-            return None, c
-        if not isinstance(num_samples, int) or num_samples < 1:
-            raise InvalidArgumentError(f"num_samples must be a positive integer; got {num_samples!r}.")
-        d = total // c
-        if num_samples % c == 0:
-            per = num_samples // c
-            within = torch.linspace(0, d - 1, per).round().long()
-            return torch.cat([within + i * d for i in range(c)]), c
-        return torch.linspace(0, total - 1, num_samples).round().long(), 1
-
     def estimate(
         self,
-        query: Interventional | ATE,
+        query: Query,
         *,
         num_samples: int | None = None,
         num_units: int = 1000,
@@ -538,12 +464,12 @@ class CausalPosterior:
         assume_monotonic
             Counterfactual queries only: passed to the gate (PN/PS need it).
 
-        **Counterfactual queries** (:class:`~causal_pp.counterfactual.Counterfactual`,
-        :class:`~causal_pp.counterfactual.ETT`, :class:`~causal_pp.counterfactual.PN`,
-        :class:`~causal_pp.counterfactual.PS`) are gated by
-        :func:`~causal_pp.counterfactual.identify_counterfactual` and estimated by
+        **Counterfactual queries** (:class:`~causal_pp.Counterfactual`,
+        :class:`~causal_pp.ETT`, :class:`~causal_pp.PN`,
+        :class:`~causal_pp.PS`) are gated by
+        :func:`~causal_pp.identify_counterfactual` and estimated by
         abduction-action-prediction with shared noise: see
-        :func:`causal_pp.twin_world.estimate_counterfactual`.
+        :mod:`causal_pp.estimation.counterfactual`.
 
         Returns
         -------
@@ -587,176 +513,14 @@ class CausalPosterior:
         >>> sorted(est.predictive)
         ['Y | do(X=0)', 'Y | do(X=1)']
         """
-        from .counterfactual import ETT, PN, PNS, PS, Counterfactual
+        from .estimation import estimate  # the facade: estimation imports this module
 
-        if isinstance(query, (Counterfactual, ETT, PN, PS, PNS)):
-            from .twin_world import estimate_counterfactual
-
-            return estimate_counterfactual(
-                self,
-                query,
-                num_samples=num_samples,
-                num_units=num_units,
-                seed=seed,
-                allow_unidentified=allow_unidentified,
-                assume_monotonic=assume_monotonic,
-            )
-        if not isinstance(query, (Interventional, ATE)):
-            raise QueryError(f"estimate() takes an Interventional or ATE query; got {type(query).__name__}.")
-        if not isinstance(num_units, int) or num_units < 1:
-            raise InvalidArgumentError(f"num_units must be a positive integer; got {num_units!r}.")
-        ident = identify(self.graph, query, strict=not allow_unidentified)
-        if not ident.identified:
-            warnings.warn(
-                f"causal_pp: {query} is NOT identifiable from the observed variables; it is estimated "
-                f"only because allow_unidentified=True, and the number has no causal guarantee. "
-                f"{ident.reason}",
-                UserWarning,
-                stacklevel=2,
-            )
-        evidence = dict(query.given)
-        missing = [k for k, v in evidence.items() if v is None]
-        if missing:
-            raise QueryError(
-                f"{query} conditions on {missing} without values; estimation needs them, e.g. "
-                f"given={{{missing[0]!r}: 0.5}}."
-            )
-        for z in evidence:
-            if self._structure.sites[z].deterministic:
-                raise InferenceError(
-                    f"{query} conditions on {z!r}, a pyro.deterministic site: it has no density, so "
-                    "likelihood weighting cannot weigh units by it. Give it a noise distribution "
-                    "(pyro.sample) to condition on it."
-                )
-        if isinstance(query, ATE):
-            arms = [{query.treatment: query.treated}, {query.treatment: query.control}]
-            keys = [
-                _arm_key(query.outcome, query.treatment, query.treated),
-                _arm_key(query.outcome, query.treatment, query.control),
-            ]
-        else:
-            arms = [query.interventions]
-            keys = []
-        outcomes = query.outcomes
-        idx, chains = self._draw_index(num_samples)
-        draws = {k: (v if idx is None else v[idx.to(v.device)]) for k, v in self._samples.items()}
-        S = next(iter(draws.values())).shape[0] if draws else self._num_draws
-
-        from .inference import _child_seeds, on_device, seeded
-
-        device = self._device
-        n_sites = max(1, len(self._structure.unit_sites))
-        chunk = max(1, _MAX_ELEMENTS // (num_units * n_sites))
-        starts = list(range(0, S, chunk))
-        seeds = _child_seeds(seed, len(starts) + 2)
-        per_arm_values: list[dict[str, list[torch.Tensor]]] = [{y: [] for y in outcomes} for _ in arms]
-        per_arm_logw: list[list[torch.Tensor]] = [[] for _ in arms]
-        for j, start in enumerate(starts):
-            stop = min(S, start + chunk)
-            part = {k: v[start:stop] for k, v in draws.items()}
-            for a, act in enumerate(arms):
-                with seeded(seeds[j], device), on_device(device):  # same seed in every arm: CRN
-                    vals, logw = self._simulate(act, evidence, part, stop - start, num_units, outcomes)
-                for y in outcomes:
-                    per_arm_values[a][y].append(vals[y].cpu())
-                if logw is not None:
-                    per_arm_logw[a].append(logw.cpu())
-        values = [{y: torch.cat(v[y]) for y in outcomes} for v in per_arm_values]
-        logws = [torch.cat(lw) if lw else None for lw in per_arm_logw]
-
-        # the plug-in: posterior-mean globals, one simulation
-        means = {k: v.double().mean(0, keepdim=True).to(v.dtype) for k, v in self._samples.items()}
-        plug_vals = []
-        for act in arms:
-            with seeded(seeds[-1], device), on_device(device):
-                pv, plw = self._simulate(act, evidence, means, 1, num_units, outcomes)
-            plug_vals.append(
-                _functional({y: pv[y].cpu() for y in outcomes}, None if plw is None else plw.cpu(), outcomes)
-            )
-
-        funcs = [_functional(values[a], logws[a], outcomes) for a in range(len(arms))]
-        samples = funcs[0] - funcs[1] if isinstance(query, ATE) else funcs[0]
-        plugin_t = plug_vals[0] - plug_vals[1] if isinstance(query, ATE) else plug_vals[0]
-        plugin: float | torch.Tensor = float(plugin_t) if plugin_t.numel() == 1 else plugin_t.reshape(-1)
-
-        ess = None
-        if evidence:
-            esss = [_ess(lw) for lw in logws if lw is not None]
-            ess = torch.stack(esss).min(0).values
-            if not torch.isfinite(samples).all():
-                raise InferenceError(
-                    f"no simulated unit is consistent with the evidence {evidence} under {query} for some "
-                    "draws (all likelihood weights are zero); the evidence may be impossible under the "
-                    "intervention, or a conditioning variable is deterministic."
-                )
-            if float(ess.mean()) < max(20.0, ESS_WARN_FRACTION * num_units):
-                warnings.warn(
-                    f"causal_pp: likelihood weighting for {query} has a small effective sample size "
-                    f"(mean {float(ess.mean()):.1f} of {num_units} units per draw): the evidence is "
-                    "improbable under the intervention. Raise num_units.",
-                    UserWarning,
-                    stacklevel=2,
-                )
-            values = [_resample(v, lw, seeds[-2]) for v, lw in zip(values, logws, strict=True)]
-
-        if isinstance(query, ATE):
-            predictive = {keys[a]: values[a][query.outcome] for a in range(2)}
-        else:
-            predictive = dict(values[0])
-        if samples.dim() == 2 and samples.shape[1] == 1:
-            samples = samples[:, 0]
-        return Estimate(
-            query=query,
-            samples=samples,
-            predictive=MappingProxyType(predictive),
-            identified=ident.identified,
-            identification=ident,
-            plugin=plugin,
+        return estimate(
+            self,
+            query,
+            num_samples=num_samples,
             num_units=num_units,
             seed=seed,
-            ess=ess,
-            posterior=self,
-            draw_index=idx,
-            chains=chains,
+            allow_unidentified=allow_unidentified,
+            assume_monotonic=assume_monotonic,
         )
-
-
-def _functional(
-    values: Mapping[str, torch.Tensor], logw: torch.Tensor | None, outcomes: tuple[str, ...]
-) -> torch.Tensor:
-    """Per draw: mean over units (weighted if ``logw``), one column per outcome -> (S, k)."""
-    cols = []
-    for y in outcomes:
-        v = values[y].double()
-        v = v.reshape(v.shape[0], v.shape[1], -1)
-        if logw is None:
-            m = v.mean(1)
-        else:
-            w = torch.softmax(logw.double(), dim=1)
-            m = (w.unsqueeze(-1) * v).sum(1)
-        cols.append(m.squeeze(-1) if m.shape[-1] == 1 else m)
-    out = torch.stack(cols, dim=1) if cols[0].dim() == 1 else torch.cat(cols, dim=1)
-    return out
-
-
-def _ess(logw: torch.Tensor) -> torch.Tensor:
-    lw = logw.double()
-    return torch.exp(2 * torch.logsumexp(lw, 1) - torch.logsumexp(2 * lw, 1)).nan_to_num(0.0)
-
-
-def _resample(
-    values: Mapping[str, torch.Tensor], logw: torch.Tensor | None, seed: int
-) -> dict[str, torch.Tensor]:
-    if logw is None:
-        return dict(values)
-    w = torch.softmax(logw.double(), dim=1).nan_to_num(0.0)
-    g = torch.Generator().manual_seed(int(seed))
-    S, n = w.shape
-    ok = w.sum(1) > 0
-    w = torch.where(ok.unsqueeze(1), w, torch.full_like(w, 1.0 / n))
-    idx = torch.multinomial(w, n, replacement=True, generator=g)
-    out = {}
-    for k, v in values.items():
-        gather = idx.reshape(S, n, *([1] * (v.dim() - 2))).expand(S, n, *v.shape[2:])
-        out[k] = torch.gather(v, 1, gather)
-    return out

@@ -14,7 +14,7 @@ import warnings
 import numpy as np
 import pytest
 
-from causal_pp import ATE, CausalGraph, Interventional, identify
+from causal_pp import ATE, ETT, CausalGraph, Interventional, identify
 from causal_pp.cases import (
     SCM,
     Case,
@@ -31,7 +31,6 @@ from causal_pp.cases import (
     registry,
     unregister,
 )
-from causal_pp.counterfactual import ETT
 from causal_pp.errors import (
     CausalPPError,
     InterventionError,
@@ -275,9 +274,9 @@ def _check_ett_truth(case: Case, cq: CaseQuery) -> None:
     """
     q = cq.query
     n, seed = CHECK_DRAWS, 11
-    factual = case._sample_all(n, {}, seed)
-    y1 = case._sample_all(n, {q.treatment: q.treated}, seed)[q.outcome]
-    y0 = case._sample_all(n, {q.treatment: q.control}, seed)[q.outcome]
+    factual = case.sample_all(n, {}, seed)
+    y1 = case.sample_all(n, {q.treatment: q.treated}, seed)[q.outcome]
+    y0 = case.sample_all(n, {q.treatment: q.control}, seed)[q.outcome]
     sd_x = float(np.std(factual[q.treatment]))
     treated = np.abs(factual[q.treatment] - q.treated) < 0.05 * sd_x
     assert treated.sum() > 1000

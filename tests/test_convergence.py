@@ -167,7 +167,7 @@ def test_report_writes_plot_and_markdown(tmp_path: Path) -> None:
 
 def test_count_valued_truth_gets_one_bin_per_count() -> None:
     # Bins finer than the truth's integer lattice would draw every other truth bar empty.
-    from causal_pp.convergence import _bins
+    from causal_pp.convergence.report import histogram_bins as _bins
 
     truth = [83.0, 85.0, 89.0, 92.0]
     edges = _bins([82.3, 93.7], truth)

@@ -31,24 +31,38 @@ import networkx as nx
 import numpy as np
 import pytest
 
-import causal_pp.counterfactual as cf
-from causal_pp import CausalGraph, Interventional, identify
-from causal_pp.counterfactual import (
+import causal_pp.identification.counterfactual as cf_gate
+from causal_pp import (
     ETT,
     PN,
     PNS,
     PS,
+    CausalGraph,
     Counterfactual,
+    Interventional,
     counterfactual_graph,
+    identify,
     identify_counterfactual,
 )
 from causal_pp.errors import (
+    CausalPPError,
     EmptyInterventionError,
     LatentVariableQueryError,
     NotIdentifiableError,
     QueryError,
     UnknownVariableError,
 )
+from causal_pp.identification.cf_graph import (
+    Event,
+    Problem,
+    Projection,
+    Zero,
+    make_cg,
+    problem_of,
+    projection,
+)
+from causal_pp.identification.dispatch import Assumptions
+from causal_pp.identification.id_star import run_problem
 
 GRAPHS = {
     "backdoor": CausalGraph.parse("Z -> X -> Y; Z -> Y"),
@@ -134,15 +148,23 @@ def test_queries_are_validated_against_the_graph(query: Any, error: type[Excepti
 
 
 def test_non_graph_and_unknown_query_types_raise() -> None:
-    with pytest.raises(cf.CausalPPError, match="CausalGraph"):
+    with pytest.raises(CausalPPError, match="CausalGraph"):
         identify_counterfactual("X -> Y", ETT("X", "Y"))  # type: ignore[arg-type]
-    with pytest.raises(cf.CausalPPError, match="Interventional"):
+    with pytest.raises(CausalPPError, match="Interventional"):
         identify_counterfactual(GRAPHS["chain"], Interventional("Y", {"X": 1}))  # type: ignore[arg-type]
 
 
 def test_docstring_examples_run() -> None:
-    result = doctest.testmod(cf, optionflags=doctest.NORMALIZE_WHITESPACE)
-    assert result.attempted > 30 and result.failed == 0
+    import causal_pp.identification.cf_estimand as cf_estimand
+    import causal_pp.identification.cf_graph as cf_graph
+    import causal_pp.identification.id_star as id_star
+    import causal_pp.queries.counterfactual as cf_queries
+
+    attempted = failed = 0
+    for module in (cf_queries, cf_gate, cf_graph, cf_estimand, id_star):
+        result = doctest.testmod(module, optionflags=doctest.NORMALIZE_WHITESPACE)
+        attempted, failed = attempted + result.attempted, failed + result.failed
+    assert attempted > 30 and failed == 0
 
 
 # --- 2. verdict table -------------------------------------------------------------------
@@ -318,7 +340,7 @@ def _random_graph(rng: np.random.Generator, n_min: int = 3, n_max: int = 6, p_bi
     return CausalGraph(edges, latent=latent, nodes=names)
 
 
-def _random_problem(rng: np.random.Generator, g: CausalGraph) -> cf._Problem:
+def _random_problem(rng: np.random.Generator, g: CausalGraph) -> Problem:
     """1-2 outcome events and 0-2 evidence events over the actual world and 1-2 random interventions."""
     obs = list(g.observed)
     worlds: list[tuple[tuple[str, float], ...]] = [()]
@@ -326,15 +348,15 @@ def _random_problem(rng: np.random.Generator, g: CausalGraph) -> cf._Problem:
         xs = rng.choice(obs, min(int(rng.integers(1, 3)), len(obs)), replace=False)
         worlds.append(tuple(sorted((str(v), float(rng.integers(0, 2))) for v in xs)))
 
-    def event() -> cf._Ev:
-        return cf._Ev(str(rng.choice(obs)), worlds[int(rng.integers(len(worlds)))], float(rng.integers(0, 2)))
+    def event() -> Event:
+        return Event(str(rng.choice(obs)), worlds[int(rng.integers(len(worlds)))], float(rng.integers(0, 2)))
 
     gamma = tuple(dict.fromkeys(event() for _ in range(int(rng.integers(1, 3)))))
     delta = []
     for _ in range(int(rng.integers(0, 3))):
         e = event()
-        delta.append(cf._Ev(e.var, (), e.value) if rng.random() < 0.6 else e)
-    return cf._Problem(gamma, tuple(dict.fromkeys(delta)))
+        delta.append(Event(e.var, (), e.value) if rng.random() < 0.6 else e)
+    return Problem(gamma, tuple(dict.fromkeys(delta)))
 
 
 def test_counterfactual_graph_matches_y0_make_counterfactual_graph() -> None:
@@ -357,9 +379,9 @@ def test_counterfactual_graph_matches_y0_make_counterfactual_graph() -> None:
         ):
             counts["skipped (y0 events are a dict; self-interventions are ID* lines 2-3)"] += 1
             continue
-        proj = cf._projection(g)
+        proj = projection(g)
 
-        def key(var: str, world: Iterable[tuple[str, float]], proj: cf._Proj = proj) -> tuple[Any, ...]:
+        def key(var: str, world: Iterable[tuple[str, float]], proj: Projection = proj) -> tuple[Any, ...]:
             return (var, proj.effective(var, world))
 
         y0_event = {}
@@ -369,9 +391,9 @@ def test_counterfactual_graph_matches_y0_make_counterfactual_graph() -> None:
                 v = v @ [(+g.to_y0(k) if x == 1.0 else -g.to_y0(k)) for k, x in e.world]
             y0_event[v] = +g.to_y0(e.var) if e.value == 1.0 else -g.to_y0(e.var)
         y0_graph, y0_new = make_counterfactual_graph(g.to_admg(), y0_event)
-        built = cf._make_cg(proj, events, {})
-        if isinstance(built, cf._Zero) or y0_new is None:
-            assert isinstance(built, cf._Zero) and y0_new is None, (seed, events)
+        built = make_cg(proj, events, {})
+        if isinstance(built, Zero) or y0_new is None:
+            assert isinstance(built, Zero) and y0_new is None, (seed, events)
             counts["both inconsistent"] += 1
             continue
         cg = built[0]
@@ -477,8 +499,8 @@ def test_random_graphs_cross_check() -> None:
         if rest:
             z = str(rng.choice(rest))
             world = ((x, 1.0),)
-            problem = cf._Problem((cf._Ev(y, world, 1.0),), (cf._Ev(z, world, 0.0),))
-            got = cf._run(g, "q", problem, cf._Flags(False, False)).identified
+            problem = Problem((Event(y, world, 1.0),), (Event(z, world, 0.0),))
+            got = run_problem(g, "q", problem, Assumptions(False, False)).identified
             checks["P(Y_x | Z_x) vs IDC"] = (got, _gate(g, [x], [y], [z]))
         for name, (got, want) in checks.items():
             counts[(name, "identified" if want else "refused")] += 1
@@ -575,7 +597,7 @@ class ExactSCM:
         return self.prob((k, tuple(sorted(do.items())), v) for k, v in outcome.items())
 
 
-def _events(es: Iterable[cf._Ev]) -> list[tuple[str, tuple[tuple[str, float], ...], float]]:
+def _events(es: Iterable[Event]) -> list[tuple[str, tuple[tuple[str, float], ...], float]]:
     return [(e.var, e.world, e.value) for e in es]  # type: ignore[misc]
 
 
@@ -589,7 +611,7 @@ def test_identified_estimands_equal_the_truth_on_random_scms() -> None:
         problem = _random_problem(rng, g)
         p_delta = scm.prob(_events(problem.delta))
         try:
-            result = cf._run(g, "q", problem, cf._Flags(False, False))
+            result = run_problem(g, "q", problem, Assumptions(False, False))
         except QueryError:
             assert p_delta == 0.0  # the evidence itself is impossible
             counts["impossible evidence"] += 1
@@ -757,7 +779,7 @@ class ResponseSCM:
         return float((grad - v.T @ (v @ grad)).norm() / grad.norm())
 
 
-def _concrete(es: Iterable[cf._Ev]) -> list[tuple[str, Any, float]]:
+def _concrete(es: Iterable[Event]) -> list[tuple[str, Any, float]]:
     return [(e.var, e.world, e.value if isinstance(e.value, float) else 1.0) for e in es]
 
 
@@ -788,7 +810,7 @@ def test_jacobian_witness_agrees_on_textbook_cases(
     pytest.importorskip("torch")
     g = GRAPHS[graph]
     verdict = identify_counterfactual(g, query, strict=False, **flags).identified
-    problem = cf._problem_of(query)
+    problem = problem_of(query)
     residuals = [
         ResponseSCM(g, seed, cards, k).residual(_concrete(problem.gamma), _concrete(problem.delta))
         for seed in range(2)
@@ -806,7 +828,7 @@ def _jacobian_batch(seeds: Iterable[int]) -> Counter[str]:
         g = _random_graph(rng, 2, 4)
         problem = _random_problem(rng, g)
         try:
-            result = cf._run(g, "q", problem, cf._Flags(False, False))
+            result = run_problem(g, "q", problem, Assumptions(False, False))
         except QueryError:
             continue
         if result.value is not None:

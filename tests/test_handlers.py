@@ -9,7 +9,8 @@ import torch
 from chirho.interventional.handlers import do
 from pyro.infer import Predictive
 
-from causal_pp.handlers import ReportInterventions, SetValue, TrackDependencies, intervene, log_weight
+from causal_pp.estimation.weighting import log_weight
+from causal_pp.handlers import ReportInterventions, SetValue, TrackDependencies, intervene
 
 
 def chain(n):

@@ -2,7 +2,7 @@
 
 Three methods decide every query here and must agree:
 
-1. y0 0.2.11's ID/IDC with causal_pp's in-scope patches (``_y0_identify``);
+1. y0 0.2.11's ID/IDC with causal_pp's in-scope patches (``y0_identify``);
 2. causal_pp's own hedge criterion with the Rule-2 IDC reduction (``hedge_criterion``);
 3. a brute-force hedge search written in this file from the definition (Shpitser & Pearl 2006),
    on a latent projection and a do-calculus Rule-2 reduction also written here (d-separation by
@@ -41,8 +41,11 @@ from causal_pp import (
     UnknownVariableError,
     identify,
 )
-from causal_pp import identification as ident
-from causal_pp.identification import _ADMG, _decide, _idc_reduce, _y0_identify, hedge_criterion
+from causal_pp.identification import interventional as gate_module
+from causal_pp.identification import y0_adapter
+from causal_pp.identification.hedge import ADMG, hedge_criterion, idc_reduce
+from causal_pp.identification.interventional import decide
+from causal_pp.identification.y0_adapter import y0_identify
 
 ORIGINAL_REMOVE_IN_EDGES = NxMixedGraph.__dict__["remove_in_edges"]
 ORIGINAL_ARE_D_SEPARATED = conditional_independencies.are_d_separated
@@ -222,7 +225,7 @@ def brute_force_verdict(
 
 
 def y0_verdict(graph: CausalGraph, x: Iterable[str], y: Iterable[str], z: Iterable[str] = ()) -> bool:
-    est = _y0_identify(
+    est = y0_identify(
         graph.to_admg(), [graph.to_y0(v) for v in x], [graph.to_y0(v) for v in y], [graph.to_y0(v) for v in z]
     )
     return est is not None
@@ -231,8 +234,8 @@ def y0_verdict(graph: CausalGraph, x: Iterable[str], y: Iterable[str], z: Iterab
 def hedge_verdict(
     graph: CausalGraph, x: frozenset[str], y: frozenset[str], z: frozenset[str] = frozenset()
 ) -> bool:
-    admg = _ADMG.of(graph)
-    x2, z2, _ = _idc_reduce(admg, x, y, z) if z else (x, z, ())
+    admg = ADMG.of(graph)
+    x2, z2, _ = idc_reduce(admg, x, y, z) if z else (x, z, ())
     return hedge_criterion(admg, x2, y | z2) is None
 
 
@@ -497,7 +500,7 @@ def test_random_dags_three_methods_agree(random_verdicts: list) -> None:
     assert len(RANDOM_CASES) >= 200
     refused = [v for v in random_verdicts if not v[4]]
     conditional = [v for v in random_verdicts if v[3]]
-    moved = [v for v in conditional if _idc_reduce(_ADMG.of(v[0]), v[1], v[2], v[3])[2]]
+    moved = [v for v in conditional if idc_reduce(ADMG.of(v[0]), v[1], v[2], v[3])[2]]
     joint = [v for v in random_verdicts if len(v[1]) > 1 or len(v[2]) > 1]
     # the random set is informative: both verdicts, conditional queries where rule 2 moves a
     # condition and where it does not, multi-treatment / multi-outcome queries
@@ -510,7 +513,7 @@ def test_random_dags_three_methods_agree(random_verdicts: list) -> None:
 
 def _mutant_no_idc_reduction(graph: CausalGraph, x, y, z) -> bool:  # type: ignore[no-untyped-def]
     """Treat P(y | do(x), z) as identified iff P(y, z | do(x)) is (skips rule 2)."""
-    return hedge_criterion(_ADMG.of(graph), x, y | z) is None
+    return hedge_criterion(ADMG.of(graph), x, y | z) is None
 
 
 def _mutant_rule2_keeps_edges_into_x(graph: CausalGraph, x, y, z) -> bool:  # type: ignore[no-untyped-def]
@@ -544,8 +547,8 @@ def _mutant_rule2_keeps_edges_out_of_zi(graph: CausalGraph, x, y, z) -> bool:  #
 
 def _mutant_one_step_tian(graph: CausalGraph, x, y, z) -> bool:  # type: ignore[no-untyped-def]
     """Tian's recursion cut after its first step: identified unless An(C) fills its district."""
-    admg = _ADMG.of(graph)
-    x2, z2, _ = _idc_reduce(admg, x, y, z) if z else (x, z, ())
+    admg = ADMG.of(graph)
+    x2, z2, _ = idc_reduce(admg, x, y, z) if z else (x, z, ())
     d = admg.restrict(admg.nodes - x2).ancestors(y | z2)
     big = admg.districts()
     for c in admg.restrict(d).districts():
@@ -612,8 +615,8 @@ def test_unpatched_y0_d_separation_misses_bidirected_colliders() -> None:
     y, z1, z2 = Variable("Y"), Variable("Z1"), Variable("Z2")
     g = NxMixedGraph.from_edges(nodes=[y, z1, z2], directed=[], undirected=[(z1, z2), (z2, y)])
     assert bool(conditional_independencies.are_d_separated(g, y, z1, conditions={z2}))  # y0: wrong
-    assert not ident._m_separated(g, y, z1, conditions={z2})  # ours: open collider path
-    assert ident._m_separated(g, y, z1, conditions=set())  # the collider blocks when unobserved
+    assert not y0_adapter.m_separated(g, y, z1, conditions={z2})  # ours: open collider path
+    assert y0_adapter.m_separated(g, y, z1, conditions=set())  # the collider blocks when unobserved
 
 
 def _assert_y0_unpatched() -> None:
@@ -623,7 +626,7 @@ def _assert_y0_unpatched() -> None:
 
 def test_y0_patch_is_restored_after_a_call() -> None:
     _assert_y0_unpatched()
-    _decide.cache_clear()
+    decide.cache_clear()
     graph = _g("X -> Y; X <-> Y; W")
     identify(graph, Interventional("Y", do={"X": 1}, given=["W"]), strict=False)
     identify(FIGURE_6A, Interventional("Y", do={"X": 1}, given=["Z"]))
@@ -631,24 +634,24 @@ def test_y0_patch_is_restored_after_a_call() -> None:
 
 
 def test_y0_patch_is_restored_when_y0_raises(monkeypatch: pytest.MonkeyPatch) -> None:
-    import y0.algorithm.identify as y0_identify
+    import y0.algorithm.identify as y0_algorithm
 
     seen = []
 
     def boom(*args, **kwargs):  # type: ignore[no-untyped-def]
         seen.append(
-            NxMixedGraph.__dict__["remove_in_edges"] is ident._remove_in_edges_keeping_nodes
-            and id_c.are_d_separated is ident._m_separated
+            NxMixedGraph.__dict__["remove_in_edges"] is y0_adapter.remove_in_edges_keeping_nodes
+            and id_c.are_d_separated is y0_adapter.m_separated
         )
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(y0_identify, "identify_outcomes", boom)
+    monkeypatch.setattr(y0_algorithm, "identify_outcomes", boom)
     graph = _g("X -> M -> Y; X <-> Y")
     with pytest.raises(RuntimeError, match="boom"):
-        _y0_identify(graph.to_admg(), [graph.to_y0("X")], [graph.to_y0("Y")], [])
+        y0_identify(graph.to_admg(), [graph.to_y0("X")], [graph.to_y0("Y")], [])
     _assert_y0_unpatched()
     # through the gate: a y0 crash refuses the query (our check alone would identify it)
-    _decide.cache_clear()
+    decide.cache_clear()
     result = identify(graph, Interventional("Y", do={"X": 1}), strict=False)
     assert not result.identified
     assert "crashed (RuntimeError: boom)" in result.reason and "disagree" in result.reason
@@ -656,31 +659,31 @@ def test_y0_patch_is_restored_when_y0_raises(monkeypatch: pytest.MonkeyPatch) ->
         identify(graph, Interventional("Y", do={"X": 2}))
     _assert_y0_unpatched()
     assert seen and all(seen)
-    _decide.cache_clear()
+    decide.cache_clear()
 
 
 def test_disagreements_refuse(monkeypatch: pytest.MonkeyPatch) -> None:
     """The gate is the conjunction: either method refusing refuses, and the reason says so."""
     frontdoor, bow = _g("X -> M -> Y; X <-> Y"), _g("X -> Y; X <-> Y")
     q = Interventional("Y", do={"X": 1})
-    _decide.cache_clear()
-    monkeypatch.setattr(ident, "_y0_identify", lambda *a, **k: None)
+    decide.cache_clear()
+    monkeypatch.setattr(gate_module, "y0_identify", lambda *a, **k: None)
     r = identify(frontdoor, q, strict=False)
     assert not r.identified and "found it not identifiable" in r.reason and "disagree" in r.reason
-    _decide.cache_clear()
-    monkeypatch.setattr(ident, "_y0_identify", lambda *a, **k: frontdoor.to_y0("X"))
+    decide.cache_clear()
+    monkeypatch.setattr(gate_module, "y0_identify", lambda *a, **k: frontdoor.to_y0("X"))
     r = identify(bow, q, strict=False)
     assert not r.identified and "returned a formula for it anyway" in r.reason
     assert r.estimand is None
-    _decide.cache_clear()
+    decide.cache_clear()
 
 
 def test_concurrent_calls_agree_with_sequential_ones() -> None:
     cases = [(g, qs[0]) for g, qs in RANDOM_CASES[:40]]
     queries = [Interventional(sorted(y), dict.fromkeys(x, 1.0), sorted(z)) for _, (x, y, z) in cases]
-    _decide.cache_clear()
+    decide.cache_clear()
     expected = [identify(g, q, strict=False).identified for (g, _), q in zip(cases, queries, strict=True)]
-    _decide.cache_clear()
+    decide.cache_clear()
     got: dict[int, bool] = {}
 
     def work(offset: int) -> None:
@@ -764,14 +767,14 @@ def test_identified_result_is_frozen_and_carries_y0s_labelled_estimand() -> None
 
 
 def test_verdicts_are_cached_per_graph_and_query_variables() -> None:
-    _decide.cache_clear()
+    decide.cache_clear()
     first = identify(_g("U -> X; U -> Y; X -> M -> Y", ["U"]), Interventional("Y", do={"X": 1.0}))
-    info = _decide.cache_info()
+    info = decide.cache_info()
     assert info.misses == 1 and info.hits == 0
     # an equal graph built afresh, other intervention values: served from the cache
     second = identify(_g("X -> M -> Y; U -> Y; U -> X", ["U"]), Interventional("Y", do={"X": 7.0}))
-    assert _decide.cache_info().hits == info.hits + 1
-    assert _decide.cache_info().misses == 1
+    assert decide.cache_info().hits == info.hits + 1
+    assert decide.cache_info().misses == 1
     assert (second.identified, second.reason, second.algorithm) == (
         first.identified,
         first.reason,
@@ -782,7 +785,7 @@ def test_verdicts_are_cached_per_graph_and_query_variables() -> None:
     for strict in (False, True):
         with pytest.raises(NotIdentifiableError) if strict else contextlib.nullcontext():
             identify(BOW, Interventional("Y", do={"X": 0.0}), strict=strict)
-    assert _decide.cache_info().hits == info.hits + 2
+    assert decide.cache_info().hits == info.hits + 2
 
 
 @pytest.mark.parametrize(
@@ -820,7 +823,7 @@ def test_non_graph_is_a_graph_error(bad: object) -> None:
 
 @pytest.mark.parametrize("bad", ["P(Y | do(X))", ("Y", {"X": 1}), None, {"Y": 1}])
 def test_non_query_is_a_query_error(bad: object) -> None:
-    with pytest.raises(QueryError, match="takes an Interventional, ATE or counterfactual"):
+    with pytest.raises(QueryError, match=r"takes one of the queries ATE, .*Interventional.*PNS.*; got"):
         identify(FRONTDOOR, bad)  # type: ignore[arg-type]
 
 

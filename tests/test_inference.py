@@ -20,7 +20,6 @@ from _linear_models import (
     simulate,
 )
 
-from causal_pp import inference
 from causal_pp.errors import (
     DataError,
     DeviceError,
@@ -150,8 +149,10 @@ def test_data_errors_come_before_any_fit(monkeypatch):
     def boom(*a, **k):  # pragma: no cover - must not be reached
         raise AssertionError("inference started")
 
-    monkeypatch.setattr(inference, "_run_nuts", boom)
-    monkeypatch.setattr(inference, "_run_svi", boom)
+    from causal_pp.inference import NUTS, SVI
+
+    monkeypatch.setattr(NUTS, "run", boom)
+    monkeypatch.setattr(SVI, "run", boom)
     with pytest.raises(LatentColumnError):
         frontdoor.fit({"X": [1.0], "M": [1.0], "Y": [1.0], "U": [1.0]})
     with pytest.raises(MissingColumnError):
@@ -362,7 +363,9 @@ def test_svi_matches_the_exact_posterior_across_draws(name, seed):
 
 
 def test_hopeless_importance_correction_stops_after_its_first_round(small_data, monkeypatch):
-    monkeypatch.setattr(inference, "IS_ROUND1_MIN_ESS", 1e9)
+    from causal_pp.inference import importance
+
+    monkeypatch.setattr(importance, "IS_ROUND1_MIN_ESS", 1e9)
     with pytest.warns(UserWarning, match="importance correction of the guide failed"):
         post = frontdoor.fit(small_data, seed=0, **FAST_SVI)
     d = post.diagnostics

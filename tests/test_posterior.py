@@ -33,7 +33,7 @@ from causal_pp.errors import (
 )
 from causal_pp.graph import CausalGraph
 from causal_pp.identification import Identification
-from causal_pp.inference import _reshape_draws
+from causal_pp.inference.methods import reshape_draws as _reshape_draws
 from causal_pp.model import CausalModel, causal_model, units
 from causal_pp.posterior import CausalPosterior, Estimate
 from causal_pp.queries import ATE, Interventional
@@ -117,9 +117,9 @@ def test_simulation_is_vectorised_over_draws():
 
 
 def test_large_simulations_are_chunked_over_draws(monkeypatch):
-    import causal_pp.posterior as P
+    import causal_pp.estimation.simulate as simulate
 
-    monkeypatch.setattr(P, "_MAX_ELEMENTS", 4 * 100 * 5)
+    monkeypatch.setattr(simulate, "MAX_ELEMENTS", 4 * 100 * 5)
     post = fixed_posterior(frontdoor, FRONTDOOR_TRUTH, draws=23, spread=0.1)
     est = post.estimate(ATE("X", "Y"), num_units=100)
     assert est.samples.shape == (23,)

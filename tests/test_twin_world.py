@@ -11,11 +11,20 @@ import torch
 from _linear_models import BACKDOOR_TRUTH, backdoor, simulate
 from chirho.counterfactual.handlers import TwinWorldCounterfactual
 
-from causal_pp import CausalGraph, CausalModel, CausalPosterior, NotIdentifiableError, units
-from causal_pp.counterfactual import ETT, PN, PNS, PS, Counterfactual
+from causal_pp import (
+    ETT,
+    PN,
+    PNS,
+    PS,
+    CausalGraph,
+    CausalModel,
+    CausalPosterior,
+    Counterfactual,
+    NotIdentifiableError,
+    units,
+)
 from causal_pp.errors import CounterfactualError
-from causal_pp.handlers import intervene
-from causal_pp.twin_world import SharedNoise, twin_world
+from causal_pp.handlers import SharedNoise, intervene, twin_world
 
 # --- a bow model U -> X -> Y, U -> Y with known parameters ------------------------------
 

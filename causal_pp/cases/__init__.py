@@ -33,32 +33,18 @@ Examples
 
 from __future__ import annotations
 
-from ._core import (
-    MC_DRAWS,
-    MC_SEED,
-    SCM,
-    Case,
-    CaseError,
-    CaseQuery,
-    DuplicateCaseError,
-    Equation,
-    Truth,
-    UnknownCaseError,
-    constant,
-    get_case,
-    monte_carlo_truth,
-    naive_contrast,
-    register,
-    registry,
-    unregister,
-)
+from ..errors import CaseError, DuplicateCaseError, UnknownCaseError
 from .backdoor import make_backdoor
 from .bow import make_bow
+from .case import Case, CaseQuery
 from .frontdoor import make_frontdoor
 from .igf import make_igf
 from .multicause import make_multicause
 from .napkin import make_napkin
+from .registry import get_case, register, registry, unregister
 from .sars_cov2 import make_sars_cov2
+from .scm import SCM, Equation, constant
+from .truth import MC_DRAWS, MC_SEED, Truth, monte_carlo_truth, naive_contrast
 
 __all__ = [
     "MC_DRAWS",

@@ -32,7 +32,8 @@ import pyro.distributions as dist
 from ..graph import CausalGraph
 from ..model import units
 from ..queries import ATE, Interventional
-from ._core import SCM, Case, CaseQuery, Equation
+from .case import Case, CaseQuery
+from .scm import SCM, Equation
 
 __all__ = ["bow_model", "make_bow"]
 

@@ -16,11 +16,11 @@ from __future__ import annotations
 import pyro
 import pyro.distributions as dist
 
-from ..counterfactual import ETT
 from ..graph import CausalGraph
 from ..model import units
-from ..queries import ATE, Interventional
-from ._core import SCM, Case, CaseQuery, Equation
+from ..queries import ATE, ETT, Interventional
+from .case import Case, CaseQuery
+from .scm import SCM, Equation
 
 __all__ = ["frontdoor_model", "make_frontdoor"]
 

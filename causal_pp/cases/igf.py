@@ -30,7 +30,8 @@ import torch.nn.functional as F
 from ..graph import CausalGraph
 from ..model import units
 from ..queries import Interventional
-from ._core import SCM, Case, CaseQuery, Equation
+from .case import Case, CaseQuery
+from .scm import SCM, Equation
 
 __all__ = ["igf_model", "make_igf"]
 

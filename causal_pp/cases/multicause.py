@@ -27,7 +27,9 @@ from scipy.special import expit
 from ..graph import CausalGraph
 from ..model import units
 from ..queries import Interventional
-from ._core import SCM, Case, CaseQuery, Equation, Truth, constant, naive_contrast
+from .case import Case, CaseQuery
+from .scm import SCM, Equation, constant
+from .truth import Truth, naive_contrast
 
 __all__ = ["make_multicause", "multicause_model"]
 

@@ -28,7 +28,9 @@ from scipy.special import expit
 from ..graph import CausalGraph
 from ..model import units
 from ..queries import ATE, Interventional
-from ._core import SCM, Case, CaseQuery, Equation, naive_contrast
+from .case import Case, CaseQuery
+from .scm import SCM, Equation
+from .truth import naive_contrast
 
 __all__ = ["make_napkin", "napkin_model"]
 

@@ -24,7 +24,8 @@ from scipy.special import expit
 from ..graph import CausalGraph
 from ..model import units
 from ..queries import Interventional
-from ._core import SCM, Case, CaseQuery, Equation, constant
+from .case import Case, CaseQuery
+from .scm import SCM, Equation, constant
 
 __all__ = ["make_sars_cov2", "sars_cov2_model"]
 

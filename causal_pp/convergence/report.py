@@ -1,0 +1,175 @@
+"""Tables and plots of convergence studies: error vs N, predictive densities, the report file."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+if TYPE_CHECKING:  # pragma: no cover
+    import matplotlib.figure
+
+    from .study import Study
+
+__all__ = ["plot_studies", "write_report"]
+
+
+def plot_studies(studies: Sequence[Study]) -> matplotlib.figure.Figure:
+    """Compare studies: error vs N (left) and predictive densities at smallest/largest N (right)."""
+    import matplotlib.pyplot as plt
+
+    # At most three panels a row, so a comparison of many studies stays legible.
+    panels = 1 + len(studies)
+    ncols = min(3, panels)
+    nrows = -(-panels // ncols)
+    fig, grid = plt.subplots(nrows, ncols, figsize=(5.5 * ncols, 4.2 * nrows), squeeze=False)
+    axes = list(grid.flat)
+    for spare in axes[panels:]:
+        spare.set_visible(False)
+    ax = axes[0]
+    for k, s in enumerate(studies):
+        color = f"C{k}"
+        t = s.table
+        label = f"{s.target} ({'identified' if s.identified else 'NOT identified'})"
+        ax.scatter(t["n"], t["abs_error"], color=color, alpha=0.35, s=14)
+        m = t.groupby("n")["abs_error"].mean()
+        ax.plot(m.index, m.values, "-o", color=color, label=label)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    sizes_all = sorted({int(n) for s in studies for n in s.table["n"]})
+    ax.set_xticks(sizes_all, [str(n) for n in sizes_all])
+    ax.minorticks_off()
+    ax.set_xlabel("sample size N")
+    ax.set_ylabel("|posterior mean − truth|")
+    ax.set_title("error of the causal estimate vs N")
+    ax.legend(fontsize=8)
+    for ax, s in zip(axes[1:panels], studies, strict=True):
+        sizes = sorted(s.table["n"].unique())
+        if not any(s.predictive.values()):
+            _interval_panel(ax, s)
+            continue
+        bins = histogram_bins([v for vals in s.predictive.values() for v in vals], s.truth_predictive)
+        if len(bins) <= 11 and np.all(bins % 1 == 0.5):  # a few count values: label each one
+            ax.set_xticks(bins[:-1] + 0.5)
+        if s.truth_predictive:
+            ax.hist(
+                s.truth_predictive,
+                bins=bins,
+                density=True,
+                color="0.85",
+                label="true interventional distribution",
+            )
+        for n, style in ((sizes[0], ":"), (sizes[-1], "-")):
+            draws = [v for (nn, _), vals in s.predictive.items() if nn == n for v in vals]
+            if draws:
+                ax.hist(
+                    draws,
+                    bins=bins,
+                    density=True,
+                    histtype="step",
+                    linestyle=style,
+                    linewidth=1.5,
+                    label=f"posterior predictive, N={n}",
+                )
+        verdict = "identified" if s.identified else "NOT identified"
+        ax.set_title(f"{s.target} ({verdict})\n{s.outcome_label}", fontsize=10)
+        ax.set_xlabel(s.outcome_label)
+        ax.set_ylabel("density")
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def histogram_bins(predictive: Sequence[float], truth: Sequence[float]) -> np.ndarray:
+    """Histogram edges shared by the truth and the predictive draws.
+
+    A count-valued truth (e.g. IGF's molecule counts) gets one bin per integer: bins finer than
+    its lattice would leave every other bar of the truth empty.
+    """
+    values = np.asarray([*predictive, *truth], dtype=float)
+    t = np.asarray(truth, dtype=float)
+    if t.size and np.all(t == np.round(t)) and values.max() - values.min() <= 200:
+        return np.arange(np.floor(values.min()) - 0.5, np.ceil(values.max()) + 1.0)
+    return np.histogram_bin_edges(values, bins=40)
+
+
+def _interval_panel(ax: Any, s: Study) -> None:
+    """Credible interval and posterior mean of every cell vs N, against the truth.
+
+    For a study without unit-level predictive draws to compare (an ETT: a contrast of two
+    counterfactual worlds, constant per unit in a linear model), the posterior of the
+    estimand itself is what shrinks onto the truth.
+    """
+    t = s.table.sort_values(["n", "replicate"])
+    sizes = sorted(t["n"].unique())
+    pos = {n: i for i, n in enumerate(sizes)}
+    reps = max(1, int(t["replicate"].max()) + 1)
+    x = np.array(
+        [pos[n] + 0.7 * ((r + 0.5) / reps - 0.5) for n, r in zip(t["n"], t["replicate"], strict=True)]
+    )
+    ax.vlines(x, t["lo"], t["hi"], color="C0", linewidth=1.2, label=f"{int(s.prob * 100)}% credible interval")
+    ax.plot(x, t["mean"], "o", color="C0", markersize=3, label="posterior mean")
+    ax.axhline(s.truth, color="k", linestyle="--", linewidth=1, label=f"truth = {s.truth:.4g}")
+    ax.set_xticks(range(len(sizes)), [str(n) for n in sizes])
+    ax.set_xlabel("sample size N (replicates side by side)")
+    ax.set_ylabel(s.outcome_label)
+    verdict = "identified" if s.identified else "NOT identified"
+    ax.set_title(f"{s.target} ({verdict})\nposterior vs N", fontsize=10)
+    ax.legend(fontsize=8)
+
+
+def _md_table(df: pd.DataFrame) -> str:
+    cols = [df.index.name or "", *df.columns]
+    lines = ["| " + " | ".join(map(str, cols)) + " |", "|" + "---|" * len(cols)]
+    for idx, row in df.iterrows():
+        cells = [f"{v:.4g}" if isinstance(v, float) else str(v) for v in row]
+        lines.append("| " + " | ".join([str(idx), *cells]) + " |")
+    return "\n".join(lines)
+
+
+def write_report(studies: Sequence[Study], out: str | Path) -> list[Path]:
+    """Write ``convergence.png`` (all studies side by side) and ``report.md`` into ``out``."""
+    out = Path(out)
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    out.mkdir(parents=True, exist_ok=True)
+    fig = plot_studies(studies)
+    png = out / "convergence.png"
+    tmp = out / ".convergence.png.tmp"
+    fig.savefig(tmp, dpi=120, format="png")
+    plt.close(fig)
+    os.replace(tmp, png)
+    parts = ["# causal_pp convergence report", ""]
+    for s in studies:
+        summ = s.summary()
+        parts += [
+            f"## {s.target} — {'identified' if s.identified else 'NOT identified (negative control)'}",
+            "",
+        ]
+        parts += [f"truth = {s.truth:.6g}; {int(s.prob * 100)}% credible intervals", ""]
+        parts += [_md_table(summ), ""]
+        if "slope" in summ.attrs:
+            sl, lo, hi = summ.attrs["slope"]
+            parts += [f"log-log slope of |error| vs N: {sl:.3f} (95% CI {lo:.3f} .. {hi:.3f})", ""]
+        parts += [
+            f"method {s.meta.get('method')}, seed {s.meta.get('seed')}, device {s.meta.get('device')}",
+            "",
+        ]
+    if studies:
+        parts += [
+            f"command: `{studies[0].meta.get('command')}`",
+            f"machine: {studies[0].meta.get('machine')}",
+            "",
+        ]
+    md = out / "report.md"
+    tmp_md = out / ".report.md.tmp"
+    tmp_md.write_text("\n".join(parts))
+    os.replace(tmp_md, md)
+    return [png, md]

@@ -1,0 +1,78 @@
+"""Estimating causal queries from a fitted posterior, by simulating the rewritten model.
+
+=====================================  ========================================================  =====================
+concept                                what                                                      module
+=====================================  ========================================================  =====================
+:func:`estimate`                       validate options, gate, dispatch on the query type        here
+the tables                             query type -> estimator; -> the outcome draws a study     :mod:`.dispatch`
+                                       plots
+``Interventional``, ``ATE``            simulate the intervened model; likelihood weighting        :mod:`.interventional`
+                                       for ``given``; common random numbers across arms
+``Counterfactual``, ``ETT``, ``PN``,   abduction, action, prediction in twin worlds with          :mod:`.counterfactual`
+``PS``, ``PNS``                        shared noise
+vectorised simulation                  every posterior draw at once, in chunks                   :mod:`.simulate`
+weights                                per-unit log-weights, ESS, resampling                     :mod:`.weighting`
+=====================================  ========================================================  =====================
+
+Adding a query type: register its estimator with ``dispatch.estimator`` (one new module,
+imported here).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from . import counterfactual as _counterfactual  # noqa: F401  (registers the counterfactual queries)
+from . import interventional as _interventional  # noqa: F401  (registers Interventional and ATE)
+from .counterfactual import estimate_counterfactual
+from .dispatch import EstimateOptions, estimator, make_options, outcome_predictive
+from .interventional import arm_key
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..posterior import CausalPosterior, Estimate
+
+__all__ = [
+    "EstimateOptions",
+    "arm_key",
+    "estimate",
+    "estimate_counterfactual",
+    "estimator",
+    "outcome_predictive",
+]
+
+
+def estimate(
+    posterior: CausalPosterior,
+    query: Any,
+    *,
+    num_samples: int | None = None,
+    num_units: int = 1000,
+    seed: int = 0,
+    allow_unidentified: bool = False,
+    assume_monotonic: bool = False,
+) -> Estimate:
+    """Estimate a causal query from a fitted posterior; see :meth:`causal_pp.CausalPosterior.estimate`.
+
+    Examples
+    --------
+    >>> import pyro, pyro.distributions as dist, torch
+    >>> from causal_pp import ATE, CausalGraph, CausalModel, CausalPosterior
+    >>> def linear(n):
+    ...     b = pyro.sample("b", dist.Normal(0.0, 1.0))
+    ...     with pyro.plate("units", n):
+    ...         x = pyro.sample("X", dist.Normal(0.0, 1.0))
+    ...         pyro.sample("Y", dist.Normal(b * x, 1.0))
+    >>> post = CausalPosterior(model=CausalModel(linear, CausalGraph.parse("X -> Y")),
+    ...                        samples={"b": torch.tensor([0.9, 1.1])},
+    ...                        data={"X": torch.zeros(2), "Y": torch.zeros(2)}, diagnostics={}, method="given", seed=0)
+    >>> [round(v, 3) for v in estimate(post, ATE("X", "Y"), num_units=50).samples.tolist()]
+    [0.9, 1.1]
+    """
+    options = make_options(
+        num_samples=num_samples,
+        num_units=num_units,
+        seed=seed,
+        allow_unidentified=allow_unidentified,
+        assume_monotonic=assume_monotonic,
+    )
+    return estimator(query, posterior, options)

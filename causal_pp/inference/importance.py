@@ -1,0 +1,360 @@
+"""Importance correction of an SVI guide's draws of the global parameters.
+
+Units are independent given the global parameters, so the marginal likelihood of a draw of the
+globals is a product over units of one-unit integrals over that unit's latents; each is
+estimated by importance sampling with ``num_particles`` draws from a Laplace approximation to
+the unit's conditional posterior given that draw: Newton steps from the guide's conditional
+mean (a diagonal Hessian per unit; a step is kept only where it raises the unit's log joint),
+widened by :data:`UNIT_INFLATION`. The proposal has to follow the globals: with the guide's
+conditional alone (linear in the globals, fitted around the guide's mean) the simulated
+likelihood's error grows away from the guide's mean and, with common random numbers, is a
+fixed random surface over the globals whose summed slope over thousands of units moved the
+posterior mean of the back-door ATE by 1.1 posterior SDs at N = 2000 (16 particles; 0.2 SD
+with 128; see ``test_svi_with_importance_correction_matches_the_exact_posterior``).
+
+Proposals for the globals (in unconstrained space) come in two rounds: the guide's Gaussian
+marginal widened by ``inflation``, then a Gaussian fitted to the weighted first round
+(adaptive importance sampling). Self-normalised weights (truncated at mean * sqrt(M), Ionides
+2008) of the second round pick ``num_samples`` of its ``num_proposals`` draws by systematic
+resampling. This removes most of the variational overconfidence of the guide; the weights'
+effective sample size is the diagnostic.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import pyro
+import torch
+from pyro import poutine
+from torch.distributions import biject_to
+
+from .guides import guide_gaussian
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..program import ProgramStructure
+
+__all__ = ["IS_MIN_ESS", "IS_ROUND1_MIN_ESS", "UNIT_INFLATION", "UNIT_NEWTON_STEPS", "importance_correct"]
+
+UNIT_INFLATION = 1.1
+"""Importance correction: per-unit proposals are widened by this factor."""
+UNIT_NEWTON_STEPS = 3
+"""Importance correction: Newton steps from the guide's conditional mean towards each unit's
+conditional mode, for every draw of the globals."""
+IS_MIN_ESS = 100.0
+"""SVI keeps the raw guide draws (and warns) when the importance correction's ESS is below this."""
+IS_ROUND1_MIN_ESS = IS_MIN_ESS / 4
+"""The correction stops after its first round when that round's ESS is below this: the second
+round (twice the draws, adapted proposal) has at most doubled the ESS on the built-in cases, so
+it could not reach :data:`IS_MIN_ESS` (it cost SARS-CoV-2 fits ~1 s each, all wasted)."""
+
+Latents = dict[str, torch.Tensor]
+
+
+def systematic(weights: torch.Tensor, k: int, generator: torch.Generator) -> torch.Tensor:
+    """Indices of ``k`` draws picked by systematic resampling with probabilities ``weights``."""
+    cpu = {"dtype": torch.float64, "device": "cpu"}
+    u = (torch.rand((), generator=generator, **cpu) + torch.arange(k, **cpu)) / k
+    cdf = torch.cumsum(weights.double().cpu(), 0)
+    cdf = cdf / cdf[-1]
+    return torch.searchsorted(cdf, u).clamp(max=len(weights) - 1)
+
+
+def _skip_reason(g: Any, globals_: list[str], unit_latent: list[str], s: ProgramStructure) -> str | None:
+    """Why the correction cannot apply to this guide and model (None if it can)."""
+    if guide_gaussian(g) is None:
+        return "the guide is not a multivariate normal autoguide"
+    if s.max_plate_nesting != 1 or any(
+        s.sites[u].event_ndim or len(s.sites[u].shape) != 1 for u in unit_latent
+    ):
+        return "per-unit latents are not scalars in a single units plate"
+    if set(_positions(g)) != set(globals_) | set(unit_latent) or not globals_:
+        return "the guide does not cover exactly the model's latent sites"
+    return None
+
+
+def _positions(g: Any) -> dict[str, tuple[int, int]]:
+    """Each latent site's slice of the guide's flat unconstrained vector."""
+    pos: dict[str, tuple[int, int]] = {}
+    start = 0
+    for name, _site in g.prototype_trace.iter_stochastic_nodes():
+        size = math.prod(g._unconstrained_shapes[name])
+        pos[name] = (start, start + size)
+        start += size
+    return pos
+
+
+class _Target:
+    """The importance target for the globals: prior times the per-unit simulated likelihood.
+
+    Holds the guide's Gaussian (marginal of the globals and per-unit conditionals), the
+    common random numbers of the per-unit particles and the random generator; every random
+    draw of the correction comes from ``gen``, in a fixed order.
+    """
+
+    def __init__(
+        self,
+        target: Callable[[], Any],
+        g: Any,
+        globals_: list[str],
+        unit_latent: list[str],
+        s: ProgramStructure,
+        *,
+        num_particles: int,
+        seed: int,
+    ) -> None:
+        loc, cov, var = guide_gaussian(g)  # type: ignore[misc]
+        pos = _positions(g)
+        self.target, self.g, self.globals_, self.unit_latent, self.s = target, g, globals_, unit_latent, s
+        self.proto = g.prototype_trace
+        self.dtype = loc.dtype
+        self.dev = dev = loc.device
+        G = torch.cat([torch.arange(*pos[k], device=dev) for k in globals_])
+        self.gen = torch.Generator(device="cpu").manual_seed(int(seed) + 1)
+        self.mu_t = loc[G].double()
+        S_tt = cov(G, G).double()
+        self.S_tt = 0.5 * (S_tt + S_tt.T)
+        # per-unit conditionals q(z_u | z_theta) = N(mu_u + A (z_theta - mu_theta), v)
+        self.cond: dict[str, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
+        S_inv = torch.linalg.inv(self.S_tt)
+        for u in unit_latent:
+            J = torch.arange(*pos[u], device=dev)
+            S_ut = cov(J, G).double()
+            A = S_ut @ S_inv
+            v = (var[J].double() - (A * S_ut).sum(-1)).clamp_min(1e-12)
+            self.cond[u] = (loc[J].double(), A, v.sqrt())
+        self.N, self.K = s.n, num_particles
+        self.chunk = max(1, (2**22) // (self.K * self.N * max(1, len(s.unit_sites))))
+        # common random numbers: the same standard-normal draws for every proposal, so the
+        # simulated likelihood is a smooth function of the globals and its error largely cancels
+        # in the self-normalised weights
+        self.crn = {
+            u: torch.randn((1, self.K, self.N), generator=self.gen, dtype=torch.float64, device="cpu").to(dev)
+            for u in unit_latent
+        }
+
+    def constrain(self, z_t: torch.Tensor) -> tuple[Latents, torch.Tensor]:
+        """Unconstrained draws of the globals -> constrained values and log |Jacobian|."""
+        M = z_t.shape[0]
+        theta, log_jac = {}, torch.zeros(M, dtype=torch.float64, device=self.dev)
+        offset = 0
+        for name in self.globals_:
+            ushape = self.g._unconstrained_shapes[name]
+            size = math.prod(ushape)
+            zu = z_t[:, offset : offset + size].reshape(M, *ushape).to(self.dtype)
+            offset += size
+            t = biject_to(self.proto.nodes[name]["fn"].support)
+            x = t(zu)
+            log_jac += t.log_abs_det_jacobian(zu, x).reshape(M, -1).sum(-1).double()
+            theta[name] = x
+        return theta, log_jac
+
+    def log_joint(self, glob: Latents, z: Latents, particles: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """For one chunk of m draws of the globals and ``particles`` values of each unit's latents
+        (unconstrained): per-unit log p(unit's data, unit's latents | globals) + Jacobians,
+        shape (m, particles, N), and the log prior of the globals, shape (m,)."""
+        m, N, dev = next(iter(glob.values())).shape[0], self.N, self.dev
+        values = dict(glob)
+        unit = torch.zeros(m, particles, N, dtype=torch.float64, device=dev)
+        for u in self.unit_latent:
+            t = biject_to(self.proto.nodes[u]["fn"].support)
+            zu_f = z[u].to(self.dtype)
+            x = t(zu_f)
+            unit = unit + t.log_abs_det_jacobian(zu_f, x).double()
+            values[u] = x
+        with pyro.plate("_is_draws", m, dim=-3), pyro.plate("_is_particles", particles, dim=-2):
+            tr = poutine.trace(poutine.condition(self.target, data=values)).get_trace()
+        tr.compute_log_prob()
+        prior = torch.zeros(m, dtype=torch.float64, device=dev)
+        for site in tr.nodes.values():
+            if site["type"] != "sample" or "log_prob" not in site:
+                continue
+            lp = site["log_prob"].double()
+            lp = lp.expand(*torch.broadcast_shapes(lp.shape, (m, particles, 1)))
+            if any(f.name == "units" for f in site["cond_indep_stack"]):
+                unit = unit + lp.expand(m, particles, N)
+            else:
+                prior = prior + lp[:, 0].reshape(m, -1).sum(-1)
+        return unit, prior
+
+    def _curvature(self, glob: Latents, z: Latents) -> tuple[torch.Tensor, Latents, Latents]:
+        """Per-unit log joint, its gradient and diagonal Hessian in each unit's latents."""
+        with torch.enable_grad():
+            zz = {u: z[u].detach().clone().requires_grad_(True) for u in self.unit_latent}
+            f, _ = self.log_joint(glob, zz, 1)
+            grads = torch.autograd.grad(f.sum(), list(zz.values()), create_graph=True, allow_unused=True)
+            g, h = {}, {}
+            for u, gr in zip(self.unit_latent, grads, strict=True):
+                # no curvature (log joint constant or linear in it): this latent keeps the
+                # guide's conditional (h = -inf gives a zero step and a Laplace SD of 0)
+                if gr is None or not gr.requires_grad:
+                    g[u] = torch.zeros_like(zz[u])
+                    h[u] = torch.full_like(zz[u], -math.inf)
+                    continue
+                g[u] = gr.detach()
+                (hu,) = torch.autograd.grad(gr.sum(), zz[u], retain_graph=True, allow_unused=True)
+                h[u] = hu.detach() if hu is not None else torch.full_like(zz[u], -math.inf)
+        return f.detach(), g, h
+
+    def _concave(self, f: torch.Tensor, h: Latents) -> torch.Tensor:
+        good = torch.isfinite(f)
+        for u in self.unit_latent:
+            good &= h[u] < 0  # False for NaN and +inf; -inf marks "no curvature" (above)
+        return good
+
+    def laplace(self, glob: Latents, mean: Latents, sd: Latents) -> tuple[Latents, Latents]:
+        """Per-unit proposals N(mode, -1/h) for one chunk of draws of the globals, starting
+        from the guide's conditional (mean, sd), each (m, 1, N). Units where the log joint is
+        not finite or not concave at the start keep the guide's conditional."""
+        units = self.unit_latent
+        if not units:
+            return mean, sd
+        try:
+            best_z = {u: mean[u].clone() for u in units}
+            best_f, best_g, best_h = self._curvature(glob, best_z)
+            active = self._concave(best_f, best_h)
+            damp = torch.ones_like(best_f)
+            for _ in range(UNIT_NEWTON_STEPS):
+                # stop where no unit would move by more than 1/1000 of its conditional SD
+                # (a Gaussian conditional is exact after one step)
+                if not active.any() or not any(
+                    (best_g[u].abs() * torch.rsqrt(-best_h[u]))[active].max() > 1e-3 for u in units
+                ):
+                    break
+                step = {u: torch.where(active, -damp * best_g[u] / best_h[u], 0.0) for u in units}
+                z = {u: best_z[u] + torch.nan_to_num(step[u], nan=0.0) for u in units}
+                f, g, h = self._curvature(glob, z)
+                better = active & self._concave(f, h) & (f >= best_f)
+                for u in units:
+                    best_z[u] = torch.where(better, z[u], best_z[u])
+                    best_g[u] = torch.where(better, g[u], best_g[u])
+                    best_h[u] = torch.where(better, h[u], best_h[u])
+                best_f = torch.where(better, f, best_f)
+                damp = torch.where(better, damp, 0.5 * damp)
+        except RuntimeError:  # a program that cannot be differentiated in its latents
+            return mean, {u: UNIT_INFLATION * sd[u] for u in units}
+        out_mean, out_sd = {}, {}
+        for u in units:
+            lap_sd = torch.rsqrt(-best_h[u]).nan_to_num(nan=0.0)
+            use = active & (lap_sd > 0)
+            out_mean[u] = torch.where(use, best_z[u], mean[u])
+            out_sd[u] = UNIT_INFLATION * torch.where(use, lap_sd, sd[u])
+        return out_mean, out_sd
+
+    def log_target(self, z_t: torch.Tensor, theta: Latents) -> torch.Tensor:
+        """log p(theta) + sum_units log p-hat(unit | theta), per draw (without the Jacobian)."""
+        M, N, s = z_t.shape[0], self.N, self.s
+        out = torch.empty(M, dtype=torch.float64, device=self.dev)
+        for a in range(0, M, self.chunk):
+            b = min(M, a + self.chunk)
+            m = b - a
+            values: Latents = {}
+            for name in self.globals_:
+                si = s.sites[name]
+                values[name] = theta[name][a:b].reshape(m, 1, *([1] * (1 - si.batch_ndim)), *si.shape)
+            dz = z_t[a:b] - self.mu_t
+            lin_mean = {u: (c[0] + dz @ c[1].T).unsqueeze(1) for u, c in self.cond.items()}  # (m, 1, N)
+            lin_sd = {u: c[2].expand(m, 1, N) for u, c in self.cond.items()}
+            prop_mean, prop_sd = self.laplace(values, lin_mean, lin_sd)
+            z = {u: prop_mean[u] + prop_sd[u] * self.crn[u] for u in self.unit_latent}
+            with torch.no_grad():
+                unit, prior = self.log_joint(values, z, self.K)
+            for u in self.unit_latent:
+                unit = unit - torch.distributions.Normal(prop_mean[u], prop_sd[u]).log_prob(z[u])
+            out[a:b] = prior + (torch.logsumexp(unit, dim=1) - math.log(self.K)).sum(-1)
+        return out
+
+    def weigh(
+        self, mean: torch.Tensor, scale_tril: torch.Tensor, M: int
+    ) -> tuple[torch.Tensor, torch.Tensor, Latents]:
+        """``M`` draws of the globals from N(mean, LL^T), their log weights and constrained values."""
+        proposal = torch.distributions.MultivariateNormal(mean, scale_tril=scale_tril)
+        eps = torch.randn((M, mean.numel()), generator=self.gen, dtype=torch.float64, device="cpu").to(
+            self.dev
+        )
+        z_t = mean + eps @ scale_tril.T
+        theta, log_jac = self.constrain(z_t)
+        log_w = self.log_target(z_t, theta) + log_jac - proposal.log_prob(z_t)
+        log_w = torch.nan_to_num(log_w, nan=-math.inf)
+        return z_t, log_w, theta
+
+
+def _truncated(log_w: torch.Tensor) -> torch.Tensor:
+    """Weights truncated at mean * sqrt(M) (Ionides 2008)."""
+    w = torch.exp(log_w - log_w.max())
+    return torch.minimum(w, w.mean() * math.sqrt(len(w)))
+
+
+def importance_correct(
+    target: Callable[[], Any],
+    g: Any,
+    globals_: list[str],
+    unit_latent: list[str],
+    s: ProgramStructure,
+    *,
+    num_samples: int,
+    num_proposals: int,
+    num_particles: int,
+    inflation: float,
+    seed: int,
+) -> tuple[Latents | None, dict[str, Any]]:
+    """Importance-resample the global parameters, with the fitted guide as proposal.
+
+    Returns the corrected draws (None when the correction does not apply or its weights are
+    all zero or degenerate in the first round) and its diagnostics (``is_corrected``,
+    ``is_ess``, ``is_ess_round1``, ``is_skipped`` ...). See the module docstring.
+    """
+    info: dict[str, Any] = {"is_corrected": False}
+    skip = _skip_reason(g, globals_, unit_latent, s)
+    if skip is not None:
+        info["is_skipped"] = skip
+        return None, info
+    t = _Target(target, g, globals_, unit_latent, s, num_particles=num_particles, seed=seed)
+    dev = t.dev
+    # round 1: the guide's marginal, widened
+    z1, lw1, _ = t.weigh(t.mu_t, inflation * torch.linalg.cholesky(t.S_tt), max(500, num_proposals // 2))
+    if not torch.isfinite(lw1).any():
+        info["is_skipped"] = "all importance weights are zero"
+        return None, info
+    w1 = _truncated(lw1)
+    w1 = w1 / w1.sum()
+    m1 = (w1.unsqueeze(1) * z1).sum(0)
+    c1 = ((z1 - m1).T * w1) @ (z1 - m1)
+    c1 = 0.5 * (c1 + c1.T) + 1e-9 * torch.eye(len(m1), dtype=c1.dtype, device=dev)
+    ess1 = float(1.0 / (w1 * w1).sum())
+    info["is_ess_round1"] = ess1
+    if ess1 < IS_ROUND1_MIN_ESS:
+        info["is_ess"] = ess1
+        info["is_skipped"] = (
+            f"importance weights degenerate (ESS {ess1:.0f} of {len(w1)} first-round draws < "
+            f"{IS_ROUND1_MIN_ESS:.0f}; no second round)"
+        )
+        return None, info
+    try:
+        L2 = 1.1 * torch.linalg.cholesky(c1)
+    except RuntimeError:
+        L2 = inflation * torch.linalg.cholesky(t.S_tt)
+        m1 = t.mu_t
+    if ess1 < 2 * len(m1) + 2:  # too few effective draws to fit a covariance
+        L2, m1 = inflation * torch.linalg.cholesky(t.S_tt), t.mu_t
+    # round 2: a Gaussian fitted to round 1, slightly widened
+    _, lw2, theta = t.weigh(m1, L2, num_proposals)
+    if not torch.isfinite(lw2).any():
+        info["is_skipped"] = "all importance weights are zero"
+        return None, info
+    w = _truncated(lw2)
+    ess = float(w.sum() ** 2 / (w * w).sum())
+    idx = systematic(w, num_samples, t.gen)
+    idx = idx[torch.randperm(num_samples, generator=t.gen, device="cpu")].to(dev)
+    info.update(
+        is_corrected=True,
+        is_ess=ess,
+        is_ess_fraction=ess / num_proposals,
+        is_num_proposals=num_proposals,
+        is_particles=num_particles,
+        is_inflation=inflation,
+    )
+    draws = {name: theta[name][idx].reshape(num_samples, *s.sites[name].shape) for name in globals_}
+    return draws, info

@@ -1,0 +1,388 @@
+"""SVI: stochastic variational inference with a Gaussian guide, restarts, and an importance correction.
+
+The guide (:mod:`.guides`) is fitted by ClippedAdam until the loss levels off, then the learning
+rate is annealed (:func:`optimise`); a few short runs from independent initialisations guard
+against confident wrong optima (:func:`best_start`); the guide's draws of the global parameters
+are then importance-corrected (:mod:`.importance`).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import warnings
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+import pyro
+import torch
+from pyro import poutine
+from pyro.infer import SVI as PyroSVI
+from pyro.infer import JitTrace_ELBO, JitTraceEnum_ELBO, Trace_ELBO, TraceEnum_ELBO
+from tqdm.auto import tqdm
+
+from .. import validation as check
+from ..runtime import seeded
+from .guides import GUIDES, global_dims, make_guide
+from .importance import IS_MIN_ESS, importance_correct
+from .methods import FitMethod, FitProblem, FitResult, register_method, reshape_draws
+
+__all__ = ["SVI", "SVI_ANNEAL_STEPS", "SVI_BLOCK", "SVI_MAX_STEPS", "SVI_MIN_STEPS", "SVI_RESTART_STEPS"]
+
+SVI_BLOCK = 250
+"""Adaptive SVI checks for a plateau of the loss every this many steps."""
+SVI_MIN_STEPS = 750
+"""Adaptive SVI runs at least this many steps at the constant learning rate."""
+SVI_MAX_STEPS = 10_000
+"""Adaptive SVI runs at most this many steps in all."""
+SVI_ANNEAL_STEPS = 500
+"""Steps of learning-rate annealing after the loss has levelled off."""
+
+
+def set_lr(optim: Any, value: float) -> None:
+    for opt in optim.optim_objs.values():
+        for group in opt.param_groups:
+            group["lr"] = value
+
+
+def plateau_test(losses: np.ndarray, block: int) -> tuple[bool, float, float]:
+    """Has the loss levelled off? The mean loss of the last ``block`` steps must not be lower
+    than that of the ``block`` steps before by more than 3 standard errors + 1 nat."""
+    if len(losses) < 2 * block or not np.all(np.isfinite(losses[-2 * block :])):
+        return False, float("nan"), float("nan")
+    prev, last = losses[-2 * block : -block], losses[-block:]
+    drop = float(prev.mean() - last.mean())
+    se = float(np.sqrt(prev.var(ddof=1) / block + last.var(ddof=1) / block))
+    return drop <= 3.0 * se + 1.0, drop, se
+
+
+def optimise(
+    svi: PyroSVI, optim: Any, *, num_steps: int | None, lr: float, lr_decay: float, progress_bar: bool
+) -> tuple[np.ndarray, tuple[bool, float, float]]:
+    """Run SVI: Adam at ``lr`` until the loss levels off, then anneal the learning rate.
+
+    ``num_steps=None``: adaptive -- blocks of :data:`SVI_BLOCK` steps at constant ``lr``
+    (at least :data:`SVI_MIN_STEPS`, at most :data:`SVI_MAX_STEPS` in all) until the loss
+    plateaus, then :data:`SVI_ANNEAL_STEPS` steps with the learning rate decaying
+    geometrically to ``lr * lr_decay``. An integer: that many steps in all, the last quarter
+    (at most :data:`SVI_ANNEAL_STEPS`) annealed. Returns the losses and the plateau test
+    (levelled off?, loss drop over the last block, its standard error) at the end of the
+    constant-rate phase.
+    """
+    if num_steps is None:
+        anneal, main_max, adaptive = SVI_ANNEAL_STEPS, SVI_MAX_STEPS - SVI_ANNEAL_STEPS, True
+    else:
+        anneal = min(SVI_ANNEAL_STEPS, num_steps // 4)
+        main_max, adaptive = num_steps - anneal, False
+    block = SVI_BLOCK if adaptive else max(10, min(SVI_BLOCK, main_max // 4))
+    losses: list[float] = []
+    total = SVI_MAX_STEPS if adaptive else num_steps
+    bar = tqdm(total=total, desc="SVI", disable=not progress_bar, leave=False)
+    plateau = (False, float("nan"), float("nan"))
+    try:
+        for i in range(main_max):
+            losses.append(svi.step())
+            bar.update()
+            if progress_bar and i % 50 == 0:
+                bar.set_postfix(loss=f"{np.mean(losses[-50:]):.5g}")
+            if adaptive and (i + 1) >= SVI_MIN_STEPS and (i + 1) % block == 0:
+                plateau = plateau_test(np.asarray(losses), block)
+                if plateau[0]:
+                    break
+        if not adaptive or not plateau[0]:
+            plateau = plateau_test(np.asarray(losses), block)
+        for t in range(anneal):
+            set_lr(optim, lr * lr_decay ** ((t + 1) / anneal))
+            losses.append(svi.step())
+            bar.update()
+    finally:
+        bar.close()
+    return np.asarray(losses, dtype=float), plateau
+
+
+SVI_RESTART_STEPS = 150
+
+
+def best_start(
+    target: Callable[[], Any],
+    new_guide: Callable[[], Any],
+    elbo: Any,
+    *,
+    lr: float,
+    restarts: int,
+) -> tuple[Any, list[float]]:
+    """Run ``restarts`` short SVI runs from independent initialisations; keep the best.
+
+    Per-unit latents make the ELBO multimodal: from a poor start the per-unit latent can
+    absorb an outcome (e.g. U explaining Y in the front-door model, the causal path shrunk to
+    zero), a confident wrong optimum that a longer run never leaves. A few short runs from
+    independent prior draws, ranked by their final loss, avoid it at a small cost.
+
+    All runs step one guide object through one ``elbo``: each restart overwrites the guide's
+    parameters *in place* with the initial values of a freshly initialised twin. A
+    JIT-compiled ELBO is therefore compiled once for all restarts and the main run (not once
+    per restart), and the guide's own tensors stay the param store's (an autoguide reads its
+    ``nn.Parameter`` attributes from itself, not from the store, when called eagerly). Returns
+    the guide, holding the best run's parameters, and each run's final loss.
+    """
+    g = new_guide()
+    if restarts <= 1:
+        return g, []
+    store = pyro.get_param_store()
+    poutine.trace(g).get_trace()
+    own = store.get_state()["params"]
+    best: tuple[float, dict[str, torch.Tensor]] | None = None
+    scores = []
+    for k in range(restarts):
+        if k:
+            reinitialise(own, new_guide)
+        svi = PyroSVI(target, g, pyro.optim.ClippedAdam({"lr": lr, "clip_norm": 10.0}), elbo)
+        losses = [svi.step() for _ in range(SVI_RESTART_STEPS)]
+        score = float(np.mean(losses[-SVI_RESTART_STEPS // 3 :]))
+        scores.append(score)
+        if np.isfinite(score) and (best is None or score < best[0]):
+            best = (score, {n: t.detach().clone() for n, t in own.items()})
+    if best is None:
+        reinitialise(own, new_guide)
+    else:
+        with torch.no_grad():
+            for n, t in own.items():
+                t.copy_(best[1][n])
+    return g, scores
+
+
+def reinitialise(own: dict[str, torch.Tensor], new_guide: Callable[[], Any]) -> None:
+    """Overwrite the param-store tensors ``own`` in place with a fresh guide's initial values."""
+    store = pyro.get_param_store()
+    state = store.get_state()
+    store.clear()
+    poutine.trace(new_guide()).get_trace()
+    fresh = store.get_state()["params"]
+    store.clear()
+    store.set_state(state)
+    with torch.no_grad():
+        for n, t in own.items():
+            t.copy_(fresh[n])
+
+
+@register_method
+@dataclass(frozen=True)
+class SVI(FitMethod):
+    """Options of an SVI fit (``fit(model, data, method=SVI(...))`` or ``method="svi", **options``).
+
+    Parameters
+    ----------
+    num_samples
+        Posterior draws of the global parameters taken from the (corrected) guide.
+    num_steps
+        ``None`` (default): adaptive -- ClippedAdam at ``lr`` until the loss levels off (checked
+        every 250 steps, 750 to 9500 steps), then 500 steps with the rate decaying geometrically
+        to ``lr * lr_decay``; an integer (>= 4) fixes the total, the last quarter annealed.
+    lr, lr_decay
+        Learning rate (> 0) and the factor it decays to while annealing (in (0, 1]).
+    num_particles
+        Vectorised ELBO particles.
+    guide
+        ``"auto"`` (= ``"lowrank_mvn"``: a low-rank-plus-diagonal multivariate normal over all
+        global and per-unit latents, rank = number of global dimensions + 2, which can represent
+        how per-unit latents co-vary with the global parameters -- mean-field guides cannot, and
+        are badly overconfident for these models), ``"mvn"`` (full covariance; small models),
+        ``"normal"`` (mean-field), or a callable ``guide(conditioned_model)``.
+    importance, importance_particles
+        Correct the guide's draws of the global parameters by adaptive importance resampling
+        (:mod:`causal_pp.inference.importance`), with this many particles per unit.
+        ``benchmarks/importance_correction.py`` measures both against the exact posterior.
+        If the weights degenerate the guide's own draws are kept, with a warning.
+    restarts
+        Short runs (150 steps) from this many independent initialisations; the one with the
+        lowest loss is continued. Guards against confident wrong optima where a per-unit latent
+        absorbs an outcome (seen on the front-door model). ``1`` disables it.
+    jit_compile
+        Trace the ELBO once with TorchScript.
+
+    Examples
+    --------
+    >>> SVI(num_steps=300).num_steps
+    300
+    >>> SVI(lr=0.0)
+    Traceback (most recent call last):
+    ...
+    causal_pp.errors.InvalidArgumentError: lr must be a finite number in (0, inf]; got 0.0.
+    """
+
+    num_samples: int = 500
+    num_steps: int | None = None
+    lr: float = 0.03
+    lr_decay: float = 0.1
+    num_particles: int = 8
+    guide: str | Callable[[Callable[..., Any]], Any] = "auto"
+    importance: bool = True
+    importance_particles: int = 16
+    restarts: int = 5
+    jit_compile: bool = True
+
+    name: ClassVar[str] = "svi"
+
+    def __post_init__(self) -> None:
+        check.positive_int("num_samples", self.num_samples)
+        if self.num_steps is not None:
+            check.positive_int("num_steps", self.num_steps, minimum=4)
+        check.finite_float("lr", self.lr, low=0.0, low_open=True)
+        check.finite_float("lr_decay", self.lr_decay, low=0.0, high=1.0, low_open=True)
+        check.positive_int("num_particles", self.num_particles)
+        if not callable(self.guide):
+            check.choice("guide", self.guide, GUIDES)
+        check.boolean("importance", self.importance)
+        check.positive_int("importance_particles", self.importance_particles)
+        check.positive_int("restarts", self.restarts)
+        check.boolean("jit_compile", self.jit_compile)
+
+    def run(self, problem: FitProblem) -> FitResult:
+        """Fit the guide, draw from it, correct the draws; diagnostics of every step."""
+        with (
+            pyro.get_param_store().scope(),
+            seeded(problem.seed, problem.device),
+            pyro.validation_enabled(False),
+            warnings.catch_warnings(),
+        ):
+            warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
+            warnings.filterwarnings("ignore", message="`torch.jit.trace` is deprecated")
+            warnings.filterwarnings("ignore", message="Encountered NaN", category=UserWarning)
+            g, start_losses, losses, plateau = self._fit_guide(problem)
+            draws, unit_draws = self._guide_draws(g, problem)
+            draws, is_info = self._correct(g, problem, draws, losses)
+        is_info["restart_losses"] = start_losses
+        return FitResult(draws, unit_draws, self._diagnostics(g, losses, plateau, is_info))
+
+    def _fit_guide(
+        self, problem: FitProblem
+    ) -> tuple[Any, list[float], np.ndarray, tuple[bool, float, float]]:
+        """Restarts, then the main run: the guide, restart losses, loss trace, plateau test."""
+        target, s, enum = problem.target, problem.structure, problem.enumerated
+        guide_model = poutine.block(target, hide=list(enum)) if enum else target
+        latent_dim = global_dims(s, problem.globals_) + sum(
+            math.prod(s.sites[u].shape) for u in problem.unit_latent if u not in enum
+        )
+        rank = global_dims(s, problem.globals_) + 2
+        kw = {
+            "num_particles": self.num_particles,
+            "vectorize_particles": self.num_particles > 1,
+            "max_plate_nesting": problem.max_plate_nesting,
+        }
+        if enum:
+            elbo = (
+                JitTraceEnum_ELBO(ignore_jit_warnings=True, **kw)
+                if self.jit_compile
+                else TraceEnum_ELBO(**kw)
+            )
+        else:
+            elbo = JitTrace_ELBO(ignore_jit_warnings=True, **kw) if self.jit_compile else Trace_ELBO(**kw)
+        optim = pyro.optim.ClippedAdam({"lr": self.lr, "clip_norm": 10.0})
+        g, start_losses = best_start(
+            target,
+            lambda: make_guide(self.guide, guide_model, rank, latent_dim),
+            elbo,
+            lr=self.lr,
+            restarts=self.restarts,
+        )
+        svi = PyroSVI(target, g, optim, elbo)
+        losses, plateau = optimise(
+            svi,
+            optim,
+            num_steps=self.num_steps,
+            lr=self.lr,
+            lr_decay=self.lr_decay,
+            progress_bar=problem.progress_bar,
+        )
+        return g, start_losses, losses, plateau
+
+    def _guide_draws(
+        self, g: Any, problem: FitProblem
+    ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+        """``num_samples`` draws of the globals and per-unit latents from the fitted guide."""
+        S, s = self.num_samples, problem.structure
+        with torch.no_grad(), pyro.plate("_draws", S, dim=-(problem.max_plate_nesting + 1)):
+            gtr = poutine.trace(g).get_trace()
+        draws, unit_draws = {}, {}
+        for name in [*problem.globals_, *problem.unit_latent]:
+            if name not in gtr.nodes:
+                continue
+            value = reshape_draws(gtr.nodes[name]["value"], s.sites[name].shape, S, name)
+            (draws if name in problem.globals_ else unit_draws)[name] = value
+        return draws, unit_draws
+
+    def _correct(
+        self, g: Any, problem: FitProblem, draws: dict[str, torch.Tensor], losses: np.ndarray
+    ) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+        """The importance correction of the draws, if it applies and its weights hold."""
+        is_info: dict[str, Any] = {"is_corrected": False}
+        enum = problem.enumerated
+        if self.importance and not enum and np.isfinite(losses[-1]):
+            t_is = time.perf_counter()
+            corrected, is_info = importance_correct(
+                problem.target,
+                g,
+                list(problem.globals_),
+                list(problem.unit_latent),
+                problem.structure,
+                num_samples=self.num_samples,
+                num_proposals=max(2 * self.num_samples, 1000),
+                num_particles=self.importance_particles,
+                inflation=1.2,
+                seed=problem.seed,
+            )
+            is_info["is_time_s"] = time.perf_counter() - t_is
+            if corrected is not None and is_info["is_ess"] >= IS_MIN_ESS:
+                draws = corrected
+            elif corrected is not None:
+                is_info["is_corrected"] = False
+                is_info["is_skipped"] = (
+                    f"importance weights degenerate (ESS {is_info['is_ess']:.0f} < {IS_MIN_ESS:.0f})"
+                )
+        elif not self.importance:
+            is_info["is_skipped"] = "importance=False"
+        elif enum:
+            is_info["is_skipped"] = "enumerated discrete latents"
+        return draws, is_info
+
+    def _diagnostics(
+        self, g: Any, losses: np.ndarray, plateau: tuple[bool, float, float], is_info: dict[str, Any]
+    ) -> dict[str, Any]:
+        converged, drop, se = plateau
+        w = max(20, len(losses) // 10)
+        guide = self.guide
+        return {
+            "method": "svi",
+            "guide": guide if isinstance(guide, str) else getattr(guide, "__name__", repr(guide)),
+            "guide_class": type(g).__name__,
+            "num_steps": len(losses),
+            "num_particles": self.num_particles,
+            "num_samples": self.num_samples,
+            "lr": self.lr,
+            "jit_compile": self.jit_compile,
+            "loss": losses,
+            "final_loss": float(np.mean(losses[-w:])),
+            "final_elbo": -float(np.mean(losses[-w:])),
+            "converged": converged,
+            "loss_drop_last_window": drop,
+            "loss_drop_se": se,
+            **is_info,
+        }
+
+    def problems(self, d: Mapping[str, Any]) -> tuple[list[str], str]:
+        problems = []
+        if not np.isfinite(d["final_loss"]):
+            problems.append("the loss is not finite")
+        elif not d["converged"]:
+            problems.append(
+                f"the ELBO was still improving at the end (loss fell by {d['loss_drop_last_window']:.3g} "
+                f"over the last window, standard error {d['loss_drop_se']:.3g})"
+            )
+        if str(d.get("is_skipped", "")).startswith("importance weights degenerate"):
+            problems.append(
+                f"the importance correction of the guide failed ({d['is_skipped']}), so the draws are "
+                "the guide's own, which tend to be overconfident"
+            )
+        return problems, "raise num_steps or lr, or use method='nuts'"

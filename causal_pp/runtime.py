@@ -1,0 +1,135 @@
+"""Where and how computations run: devices, seeds, threads, and JIT hygiene.
+
+A leaf module: fitting (:mod:`causal_pp.inference`) and estimation (:mod:`causal_pp.estimation`)
+both run their torch code inside these context managers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+from collections.abc import Iterator
+
+import torch
+
+from .errors import DeviceError
+
+__all__ = [
+    "SMALL_PROBLEM_UNITS",
+    "child_seeds",
+    "num_threads",
+    "on_device",
+    "released_jit_traces",
+    "resolve_device",
+    "seeded",
+]
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    """``device`` as a ``torch.device``; raises DeviceError if it is not available.
+
+    Examples
+    --------
+    >>> resolve_device("cpu")
+    device(type='cpu')
+    """
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as err:
+        raise DeviceError(f"{device!r} is not a torch device ('cpu' or 'cuda'): {err}") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise DeviceError(
+                "device='cuda' was requested but CUDA is not available (torch "
+                f"{torch.__version__}, built with CUDA {torch.version.cuda}); use device='cpu'."
+            )
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise DeviceError(f"{dev} does not exist; {torch.cuda.device_count()} CUDA device(s) visible.")
+        if dev.index is None:
+            dev = torch.device("cuda", torch.cuda.current_device())
+    elif dev.type == "mps":
+        if not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
+            raise DeviceError("device='mps' was requested but MPS is not available; use device='cpu'.")
+    elif dev.type != "cpu":
+        raise DeviceError(f"device {dev} is not supported; use 'cpu' or 'cuda'.")
+    return dev
+
+
+@contextlib.contextmanager
+def seeded(seed: int, device: torch.device) -> Iterator[None]:
+    """Seed torch's random stream for the block; the caller's stream is restored after it."""
+    devices = [device.index] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(int(seed))
+        yield
+
+
+@contextlib.contextmanager
+def on_device(device: torch.device) -> Iterator[None]:
+    """Make ``device`` the default for tensors created in the block (model constants too)."""
+    if device.type == "cpu":
+        yield
+        return
+    with torch.device(device):
+        yield
+
+
+@contextlib.contextmanager
+def released_jit_traces() -> Iterator[None]:
+    """Free the TorchScript functions that JIT compilation made in the block, once unused.
+
+    ``torch.jit.trace`` registers every traced function in one global compilation unit that
+    is never emptied (pytorch/pytorch#35600, #43119), and a traced ELBO or NUTS potential
+    keeps its graph and captured tensors there for the life of the process: ~50 MB per fit of
+    a case-library model, so a convergence study of a few hundred fits in one process grew
+    past 10 GB and slowed to swapping. The unit can only be emptied as a whole, and emptying
+    it while anything still holds one of its functions would leave that function dangling.
+    So it is emptied on exit only when it was empty on entry (every function in it is then
+    this block's) and no Pyro object that holds a compiled function is still alive; otherwise
+    (a user's own TorchScript functions, or a JIT-compiled ELBO kept past the fit) nothing is
+    released, as before. Not for use while another thread is JIT-compiling.
+    """
+    unit = torch.jit._state._python_cu
+    ours_only = not unit.get_functions()
+    try:
+        yield
+    finally:
+        if ours_only and unit.get_functions():
+            gc.collect()
+            if not _compiled_pyro_functions_alive():
+                unit.drop_all_functions()
+
+
+def _compiled_pyro_functions_alive() -> bool:
+    """Whether a Pyro object that holds a TorchScript function is still reachable."""
+    from pyro.infer.mcmc.util import _PEMaker
+    from pyro.ops.jit import CompiledFunction
+
+    return any(
+        (isinstance(o, CompiledFunction) and o.compiled)
+        or (isinstance(o, _PEMaker) and getattr(o, "_compiled_fn", None) is not None)
+        for o in gc.get_objects()
+    )
+
+
+@contextlib.contextmanager
+def num_threads(k: int | None) -> Iterator[None]:
+    """Run the block with ``k`` torch intra-op threads (None: leave the setting alone)."""
+    if k is None:
+        yield
+        return
+    old = torch.get_num_threads()
+    torch.set_num_threads(int(k))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
+
+
+SMALL_PROBLEM_UNITS = 20_000
+"""Below this many units, ``fit`` runs single-threaded by default (see ``threads``)."""
+
+
+def child_seeds(seed: int, k: int) -> list[int]:
+    g = torch.Generator().manual_seed(int(seed))
+    return [int(s) for s in torch.randint(0, 2**62, (k,), generator=g, device="cpu")]
