@@ -46,8 +46,7 @@ from .model import CausalModel, InterventionalProgram, causal_model, units
 from .posterior import CausalPosterior, Estimate
 from .program import ProgramStructure, SiteInfo
 from .queries import ATE, ETT, PN, PNS, PS, Counterfactual, Interventional, Query
-
-__version__ = "0.1.0"
+from .version import __version__
 
 __all__ = [
     "ATE",

@@ -24,6 +24,7 @@ __all__ = [
     "EmptyInterventionError",
     "GraphError",
     "GraphParseError",
+    "IncompatibleDataError",
     "InferenceError",
     "InterventionError",
     "InvalidArgumentError",
@@ -38,6 +39,7 @@ __all__ = [
     "OverlappingQueryError",
     "QueryError",
     "SelfLoopError",
+    "TooManyResponseTypesError",
     "UnequalLengthError",
     "UnexpectedColumnError",
     "UnknownCaseError",
@@ -209,6 +211,47 @@ class UnequalLengthError(DataError):
 
 class EmptyDataError(DataError):
     """The data has no rows."""
+
+
+class IncompatibleDataError(DataError):
+    """The observed (or experimental) distribution is impossible under the graph.
+
+    Raised when (almost) every posterior draw of the observed distribution violates the
+    constraints the graph puts on it (for example the instrumental inequality), or when an
+    exact distribution does. ``.acceptance`` is the share of draws that were compatible (None for
+    an exact distribution), ``.violation`` the total constraint violation of an exact one.
+
+    Examples
+    --------
+    >>> err = IncompatibleDataError("the data contradict the graph", acceptance=0.0)
+    >>> err.acceptance
+    0.0
+    """
+
+    def __init__(self, message: str, *, acceptance: float | None = None, violation: float | None = None):
+        super().__init__(message)
+        self.acceptance = acceptance
+        self.violation = violation
+
+
+class TooManyResponseTypesError(QueryError):
+    """The response-function model of the graph is too large for a linear program.
+
+    ``.variable`` names the variable whose response types explode (None when only their joint
+    count does), ``.count`` is the count that exceeded ``.limit``.
+
+    Examples
+    --------
+    >>> err = TooManyResponseTypesError("too many", variable="Y", count=2**32, limit=2**16)
+    >>> err.variable, err.count > err.limit
+    ('Y', True)
+    """
+
+    def __init__(self, message: str, *, variable: str | None = None, count: float = 0, limit: int = 0):
+        super().__init__(message)
+        self.variable = variable
+        self.count = count
+        self.limit = limit
 
 
 # --- runtime ----------------------------------------------------------------------------

@@ -27,9 +27,11 @@ __all__ = [
     "boolean",
     "choice",
     "finite_float",
+    "integer",
     "non_negative_int",
     "positive_int",
     "probability",
+    "range_pair",
     "seed",
 ]
 
@@ -42,13 +44,22 @@ def _is_int(value: Any) -> bool:
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
-def positive_int(name: str, value: Any, *, minimum: int = 1) -> int:
-    """An integer >= ``minimum`` (default 1)."""
+def positive_int(name: str, value: Any, *, minimum: int = 1, maximum: int | None = None) -> int:
+    """An integer >= ``minimum`` (default 1) and <= ``maximum`` (if given)."""
     what = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
+    if maximum is not None:
+        what += f" and <= {maximum}"
     if not _is_int(value):
         raise ArgumentTypeError(f"{name} must be {what}; got {_describe(value)}.")
-    if value < minimum:
+    if value < minimum or (maximum is not None and value > maximum):
         raise InvalidArgumentError(f"{name} must be {what}; got {value!r}.")
+    return int(value)
+
+
+def integer(name: str, value: Any) -> int:
+    """Any integer (a bool is not one)."""
+    if not _is_int(value):
+        raise ArgumentTypeError(f"{name} must be an integer; got {_describe(value)}.")
     return int(value)
 
 
@@ -95,6 +106,25 @@ def finite_float(
 def probability(name: str, value: Any) -> float:
     """A number strictly between 0 and 1 (an interval's mass)."""
     return finite_float(name, value, low=0.0, high=1.0, low_open=True, high_open=True)
+
+
+def range_pair(name: str, value: Any) -> tuple[float, float]:
+    """A pair ``(low, high)`` of finite real numbers with ``low < high``.
+
+    Examples
+    --------
+    >>> range_pair("outcome_range", (0, 10))
+    (0.0, 10.0)
+    """
+    if isinstance(value, (str, bytes)) or not hasattr(value, "__len__") or len(value) != 2:
+        raise ArgumentTypeError(
+            f"{name} must be a pair (low, high) of finite real numbers; got {_describe(value)}."
+        )
+    low = finite_float(f"{name}[0]", value[0])
+    high = finite_float(f"{name}[1]", value[1])
+    if not low < high:
+        raise InvalidArgumentError(f"{name} must be (low, high) with low < high; got ({low!r}, {high!r}).")
+    return low, high
 
 
 def boolean(name: str, value: Any) -> bool:

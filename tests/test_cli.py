@@ -23,7 +23,7 @@ def test_identified_query_exits_0_and_prints_the_estimand(capsys: pytest.Capture
     out = capsys.readouterr().out
     assert code == 0
     assert out.startswith("IDENTIFIED: P(Y | do(X))")
-    assert "y0's formula, not verified" in out
+    assert "estimand: P(Y | do(X)) = Σ_{Z} P(Z | X) Σ_{X'} P(Y | Z, X') P(X')" in out
 
 
 def test_refused_query_exits_1_with_the_reason(capsys: pytest.CaptureFixture[str]) -> None:

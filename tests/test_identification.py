@@ -753,15 +753,16 @@ def test_strict_false_returns_the_refusal() -> None:
     assert r.query == Interventional("Y", do={"X": 1.0}) and r.graph is BOW
 
 
-def test_identified_result_is_frozen_and_carries_y0s_labelled_estimand() -> None:
+def test_identified_result_is_frozen_and_carries_our_estimand_and_y0s_as_a_cross_check() -> None:
     r = identify(FRONTDOOR, Interventional("Y", do={"X": 1.0}))
     assert r.identified and r.algorithm == "ID"
     with pytest.raises(dataclasses.FrozenInstanceError):
         r.identified = False  # type: ignore[misc]
     assert r.estimand is not None
     assert isinstance(r.latex, str) and r.latex
-    assert r.estimand_source.startswith("y0 ") and "not verified" in r.estimand_source
-    assert "y0" in str(r) and "unverified" in str(r)
+    assert r.estimand_source.startswith("causal_pp's ID/IDC recursion")
+    assert "estimand: P(Y | do(X)) = Σ_{M} P(M | X) Σ_{X'} P(Y | M, X') P(X')" in str(r)
+    assert "y0" not in str(r) and r.y0_estimand is not None  # y0's formula: a cross-check, never shown
     assert isinstance(r.admg, NxMixedGraph) and r.admg is r.admg  # built once per result
     assert {FRONTDOOR.from_y0(v) for v in r.admg.nodes()} == {"M", "X", "Y"}
 

@@ -288,10 +288,8 @@ def gate(
         return InterventionalTerm(
             out_p, do_p, True, "observational: a margin of the observed distribution P(V)"
         )
-    identified, _, reason, _ = decide(
-        graph, frozenset(k for k, _ in do), frozenset(k for k, _ in outcome), frozenset()
-    )
-    return InterventionalTerm(out_p, do_p, identified, reason)
+    v = decide(graph, frozenset(k for k, _ in do), frozenset(k for k, _ in outcome), frozenset())
+    return InterventionalTerm(out_p, do_p, v.identified, v.reason)
 
 
 def sum_product(graph: CausalGraph, expr: Expr) -> SumProduct:

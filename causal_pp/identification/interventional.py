@@ -9,6 +9,7 @@ comes from the hedge.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
@@ -16,20 +17,49 @@ from ..graph import CausalGraph
 from ..queries import ATE, Interventional
 from ..queries.base import names_text, query_text
 from .dispatch import Assumptions, identifier
+from .estimand import Estimand, derive_estimand
 from .hedge import ADMG, hedge_criterion, idc_reduce
 from .result import Identification
 from .y0_adapter import Y0_VERSION, y0_identify
 
-__all__ = ["decide", "identify_interventional"]
+__all__ = ["Verdict", "decide", "identify_interventional"]
 
 _fmt = names_text
 
 
+@dataclass(frozen=True)
+class Verdict:
+    """The gate's decision on one query's variables (cached).
+
+    Attributes
+    ----------
+    identified, algorithm, reason
+        The verdict, ``"ID"`` or ``"IDC"``, and the plain-words reason.
+    estimand
+        causal_pp's own formula (:class:`~causal_pp.identification.estimand.Estimand`), derived by
+        the same recursion the hedge criterion runs; None when refused.
+    y0_estimand
+        y0's formula, a cross-check only (wrong on some graphs, e.g. the napkin).
+    """
+
+    identified: bool
+    algorithm: str
+    reason: str
+    estimand: Estimand | None = None
+    y0_estimand: Any = None
+
+
 @lru_cache(maxsize=8192)
-def decide(
-    graph: CausalGraph, x: frozenset[str], y: frozenset[str], z: frozenset[str]
-) -> tuple[bool, str, str, Any]:
-    """Verdict, algorithm, reason, y0 estimand — cached per (graph, query variables)."""
+def decide(graph: CausalGraph, x: frozenset[str], y: frozenset[str], z: frozenset[str]) -> Verdict:
+    """The verdict on P(y | do(x), z) -- cached per (graph, query variables).
+
+    Examples
+    --------
+    >>> from causal_pp import CausalGraph
+    >>> v = decide(CausalGraph.parse("Z -> X -> Y; Z -> Y"), frozenset("X"), frozenset("Y"), frozenset())
+    >>> v.identified, str(v.estimand)
+    (True, 'Σ_{Z} P(Y | X, Z) P(Z)')
+    """
     admg = ADMG.of(graph)
     algorithm = "IDC" if z else "ID"
     asked = query_text(x, y, z)
@@ -74,7 +104,17 @@ def decide(
                 "for it in the latent projection (every c-component of the outcome's ancestors is "
                 "computable from the observed distribution)."
             )
-        return True, algorithm, reason, estimand
+        ours_formula = derive_estimand(graph, x, y, z)
+        if ours_formula is not None:
+            return Verdict(True, algorithm, reason, ours_formula, estimand)
+        # the hedge criterion and the recursion that writes the formula are one algorithm: a
+        # verdict without a formula is a bug; refuse rather than estimate
+        return Verdict(
+            False,
+            algorithm,
+            f"{asked} is refused: no hedge was found but causal_pp could not write its estimand. "
+            "Please report this graph and query.",
+        )
 
     if not ours:
         treat_in = sorted(hedge.big & x2)
@@ -99,7 +139,7 @@ def decide(
                 f" (y0 {Y0_VERSION} returned a formula for it anyway; causal_pp's hedge check "
                 "refuses it. Please report this graph.)"
             )
-        return False, algorithm, reason, None
+        return Verdict(False, algorithm, reason)
 
     why = (
         f"y0 {Y0_VERSION} crashed ({type(y0_error).__name__}: {y0_error})"
@@ -111,7 +151,7 @@ def decide(
         "disagree, so causal_pp refuses rather than risk estimating a non-identified query. "
         "Please report this graph and query."
     )
-    return False, algorithm, reason, None
+    return Verdict(False, algorithm, reason)
 
 
 @identifier.register(Interventional)
@@ -128,9 +168,13 @@ def identify_interventional(
     True
     """
     query.validate(graph)
-    identified, algorithm, reason, estimand = decide(
-        graph, frozenset(query.treatments), frozenset(query.outcomes), frozenset(query.conditions)
-    )
+    v = decide(graph, frozenset(query.treatments), frozenset(query.outcomes), frozenset(query.conditions))
     return Identification(
-        query=query, graph=graph, identified=identified, algorithm=algorithm, reason=reason, estimand=estimand
+        query=query,
+        graph=graph,
+        identified=v.identified,
+        algorithm=v.algorithm,
+        reason=v.reason,
+        estimand=v.estimand,
+        y0_estimand=v.y0_estimand,
     )

@@ -10,7 +10,6 @@ from typing import TYPE_CHECKING, Any
 from ..graph import CausalGraph
 from .cf_estimand import CounterfactualEstimand, InterventionalTerm
 from .cf_graph import CounterfactualGraph
-from .y0_adapter import Y0_VERSION
 
 if TYPE_CHECKING:  # pragma: no cover
     from y0.graph import NxMixedGraph
@@ -37,10 +36,14 @@ class Identification:
     reason
         Plain-words justification of the verdict.
     estimand
-        **y0's** estimand expression (a y0 ``Expression``), or None when refused. It is *not*
-        verified by causal_pp: y0 0.2.11 returns numerically wrong formulas on some
-        identifiable graphs (e.g. the napkin). causal_pp never evaluates it; estimation goes
-        through the fitted latent variable model.
+        causal_pp's own formula for the query in observational probabilities
+        (:class:`~causal_pp.identification.estimand.Estimand`), or None when refused. It is
+        written by the same ID/IDC recursion the hedge criterion runs, and the test suite checks
+        such formulas against exact interventional distributions of random discrete SCMs.
+        Estimates still come from the fitted latent variable model, not from the formula.
+    y0_estimand
+        y0's formula for the same query: a cross-check only, never shown as the answer
+        (y0 0.2.11 returns wrong formulas on some graphs, e.g. ``P(Y | X)`` for the napkin).
     admg
         The latent projection (y0 ``NxMixedGraph``) the verdict was decided on (built on
         first access).
@@ -52,6 +55,7 @@ class Identification:
     algorithm: str
     reason: str
     estimand: Any = field(default=None, compare=False, repr=False)
+    y0_estimand: Any = field(default=None, compare=False, repr=False)
 
     @cached_property
     def admg(self) -> NxMixedGraph:
@@ -63,7 +67,7 @@ class Identification:
 
     @property
     def latex(self) -> str | None:
-        """y0's estimand as LaTeX (unverified; see :attr:`estimand`)."""
+        """The estimand as LaTeX."""
         if self.estimand is None:
             return None
         return self.estimand.to_latex()
@@ -71,13 +75,16 @@ class Identification:
     @property
     def estimand_source(self) -> str:
         """Where :attr:`estimand` comes from."""
-        return f"y0 {Y0_VERSION} (not verified by causal_pp)"
+        return "causal_pp's ID/IDC recursion (formulas checked against exact interventional distributions)"
 
     def __str__(self) -> str:
         verdict = "identified" if self.identified else "NOT identified"
         lines = [f"{self.query}: {verdict} ({self.algorithm} on the latent projection)", self.reason]
         if self.estimand is not None:
-            lines.append(f"estimand [y0 {Y0_VERSION}'s formula, unverified]: {self.estimand.to_text()}")
+            line = f"estimand: {self.estimand.equation()}"
+            if self.estimand.extra:
+                line += f" (the same for every value of {', '.join(self.estimand.extra)})"
+            lines.append(line)
         return "\n".join(lines)
 
 
