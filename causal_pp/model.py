@@ -24,19 +24,33 @@ calling the model calls the function.
 from __future__ import annotations
 
 import functools
-import warnings
 from collections.abc import Callable, Iterable, Mapping
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 import pyro
 import torch
+from pyro import poutine
 
-from .errors import ArgumentTypeError, InterventionError, ModelGraphMismatchError, UnknownVariableError
+from . import validation as check
+from .dag_check import check_against_dag, perturbed_parents
+from .errors import (
+    ArgumentTypeError,
+    InterventionError,
+    ModelGraphMismatchError,
+    QueryError,
+    UnknownVariableError,
+)
 from .graph import CausalGraph
 from .handlers import UNITS, SetValue, intervene
+from .handlers.internals import base_dist
 from .handlers.twin_world import TwinWorldProgram, twin_world
-from .program import ProgramStructure, SiteInfo, inspect_program
+from .program import (
+    PERTURBATION_UNITS,
+    ProgramStructure,
+    SiteInfo,
+    inspect_program,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -112,7 +126,7 @@ class CausalModel:
     ('X', 'Y')
     """
 
-    __slots__ = ("__dict__", "_auxiliary", "_fn", "_frozen", "_graph")
+    __slots__ = ("__dict__", "_auxiliary", "_check_cache", "_fn", "_frozen", "_graph")
 
     def __init__(self, fn: Callable[..., Any], graph: CausalGraph, auxiliary: Iterable[str] = ()) -> None:
         if not callable(fn):
@@ -136,6 +150,8 @@ class CausalModel:
         object.__setattr__(self, "_graph", graph)
         object.__setattr__(self, "_auxiliary", frozenset(aux))
         functools.update_wrapper(self, fn)
+        # check() results that do not depend on n (the perturbation check), per model arguments
+        object.__setattr__(self, "_check_cache", {})
         object.__setattr__(self, "_frozen", True)
 
     def __setattr__(self, name: str, value: Any) -> None:
@@ -250,8 +266,18 @@ class CausalModel:
           for every DAG node;
         * have no per-unit site that is not a DAG node, unless it is declared auxiliary;
         * read, for every per-unit site, only values its DAG parents allow: each dependency
-          the program actually has between per-unit sites -- found by provenance tracking,
-          through deterministic and auxiliary sites -- must be an edge of the DAG.
+          the program actually has between per-unit sites must be an edge of the DAG.
+
+        Dependencies are found twice. *Provenance tracking* follows every value through torch
+        operations (deterministic and auxiliary sites included) and names the auxiliary sites
+        a dependency runs through. *Intervention* (:func:`~causal_pp.program.perturbation_reads`)
+        holds every site at its value from one run, moves one site at a time to two other values
+        in its support, and records which sites' distributions move: this catches a value that
+        leaves torch on the way (``.item()``, ``.tolist()``, ``.numpy()``, Python control flow)
+        and so escapes provenance tracking. Its limits: a dependency that does not move the
+        density at the values tried (a threshold never crossed) is not seen, nor one through a
+        site whose support has no known perturbation (a simplex), nor one through state outside
+        the program (a global variable).
 
         A DAG edge the program never uses gets a :class:`UserWarning` (the program encodes a
         smaller graph: the DAG is still a valid, if conservative, claim).
@@ -292,74 +318,17 @@ class CausalModel:
         Y reads X but the DAG has no X → Y; add the edge to the DAG or remove the dependency from the program
         Y reads Z but the DAG has no Z → Y; add the edge to the DAG or remove the dependency from the program
         """
-        s = self.inspect(n, model_args=model_args, model_kwargs=model_kwargs)
-        g = self._graph
-        problems: list[str] = []
-        if s.units_size is None:
-            problems.append(
-                "the program has no `with units(n):` block (a pyro.plate named 'units'); put the "
-                "per-unit variables -- the DAG nodes -- inside it"
-            )
-        elif s.units_size != n:
-            problems.append(
-                f"the units plate has size {s.units_size} but the program was called with n={n}; "
-                "write `with units(n):` with the n the model function receives"
-            )
-        for v in g.nodes:
-            info = s.sites.get(v)
-            if info is None:
-                problems.append(
-                    f"DAG node {v!r} has no site in the program; add pyro.sample({v!r}, ...) or "
-                    f"pyro.deterministic({v!r}, ...) inside `with units(n):`"
-                )
-            elif not info.per_unit:
-                problems.append(
-                    f"DAG node {v!r} is sampled outside `with units(n):`; DAG nodes are per-unit "
-                    "variables (global parameters are not DAG nodes): move it inside the plate"
-                )
-        for site in s.unit_sites:
-            if site not in g and site not in self._auxiliary:
-                problems.append(
-                    f"per-unit site {site!r} is not a node of the DAG; add it to the graph (as a "
-                    f"latent node if it is never observed) or declare it with auxiliary=[{site!r}]"
-                )
-        for a in sorted(self._auxiliary):
-            if a not in s.sites:
-                problems.append(f"auxiliary site {a!r} does not occur in the program (misspelled?)")
-            elif not s.sites[a].per_unit:
-                problems.append(
-                    f"auxiliary site {a!r} is a global site; auxiliary applies to per-unit sites only"
-                )
-        for child in s.unit_sites:
-            if child not in g:
-                continue
-            for p in sorted(s.parents(child) - set(g.parents(child))):
-                via = s.through(child, p)
-                how = (
-                    f" (through auxiliary site{'s' if len(via) > 1 else ''} {', '.join(via)})" if via else ""
-                )
-                problems.append(
-                    f"{child} reads {p}{how} but the DAG has no {_edge(p, child)}; add the edge to "
-                    "the DAG or remove the dependency from the program"
-                )
-        if problems:
-            raise ModelGraphMismatchError(
-                f"the program {self.name!r} does not encode its DAG {g.to_string()!r}:\n"
-                + "\n".join(f"  - {p}" for p in problems),
-                problems=tuple(problems),
-            )
-        if warn:
-            unused = [(p, c) for p, c in g.edges if c in s.sites and p in s.sites and p not in s.parents(c)]
-            if unused:
-                lines = "; ".join(f"{_edge(p, c)} ({c} does not read {p})" for p, c in unused)
-                warnings.warn(
-                    f"causal_pp: the program {self.name!r} never uses the DAG edge"
-                    f"{'s' if len(unused) > 1 else ''} {lines}. The program encodes a graph without "
-                    "them -- a missing term in the program, or an edge the DAG can drop.",
-                    UserWarning,
-                    stacklevel=2,
-                )
-        return s
+        check.positive_int("n", n)
+        check.boolean("warn", warn)
+        structure = self.inspect(n, model_args=model_args, model_kwargs=model_kwargs)
+        key = None if model_args or model_kwargs else min(n, PERTURBATION_UNITS)
+        perturbed = self._check_cache.get(key) if key is not None else None
+        if perturbed is None:
+            perturbed = perturbed_parents(self, structure, n, model_args, model_kwargs)
+            if key is not None:
+                self._check_cache[key] = perturbed
+        check_against_dag(self, structure, n, perturbed, warn=warn)
+        return structure
 
     # --- interventions ------------------------------------------------------------------
 
@@ -403,6 +372,69 @@ class CausalModel:
                     ) from None
             out[k] = v
         return out
+
+    def check_values(
+        self,
+        values: Mapping[str, float],
+        *,
+        role: str = "value",
+        params: Mapping[str, torch.Tensor] | None = None,
+        model_args: tuple[Any, ...] = (),
+        model_kwargs: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Refuse values a query would give sites they cannot take, before any simulation.
+
+        Each ``{site: value}`` must lie in the support of the site's distribution (``do(X=2)`` on
+        a Bernoulli ``X`` is refused: the model would extrapolate) and be representable in the
+        model's floating-point type (``1e300`` overflows float32 to infinity). Deterministic sites
+        take any finite value. The supports are read from one run of the program with one unit,
+        with the global parameters at ``params`` (e.g. posterior means) where given.
+
+        Raises
+        ------
+        QueryError
+            Naming the site, the value, the distribution and its support.
+
+        Examples
+        --------
+        >>> import pyro, pyro.distributions as dist
+        >>> from causal_pp import CausalGraph, causal_model, units
+        >>> @causal_model(CausalGraph.parse("X -> Y"))
+        ... def m(n):
+        ...     with units(n):
+        ...         x = pyro.sample("X", dist.Bernoulli(0.5))
+        ...         pyro.sample("Y", dist.Normal(x, 1.0))
+        >>> m.check_values({"X": 1.0}, role="do")
+        >>> m.check_values({"X": 2.0}, role="do")
+        Traceback (most recent call last):
+        ...
+        causal_pp.errors.QueryError: do['X'] = 2 is outside the support of site 'X' (Bernoulli, support Boolean()); give a value the site can take.
+        """
+        if not values:
+            return
+        dtype = torch.get_default_dtype()
+        for name, v in values.items():
+            if not torch.isfinite(torch.tensor(float(v), dtype=dtype)):
+                raise QueryError(
+                    f"{role}[{name!r}] = {v!r} is not representable in the model's {dtype} (it overflows to "
+                    "infinity); give a value of a sensible magnitude."
+                )
+        run = poutine.condition(self._fn, data=dict(params or {}))
+        with torch.random.fork_rng(devices=[]), torch.no_grad(), pyro.validation_enabled(False):
+            torch.manual_seed(0)
+            tr = poutine.trace(run).get_trace(1, *model_args, **dict(model_kwargs or {}))
+        for name, v in values.items():
+            site = tr.nodes.get(name)
+            if site is None or site["type"] != "sample" or site["infer"].get("_deterministic"):
+                continue
+            fn = site["fn"]
+            value = torch.full_like(torch.as_tensor(site["value"], dtype=dtype), float(v))
+            ok = fn.support.check(value)
+            if not bool(torch.as_tensor(ok).all()):
+                raise QueryError(
+                    f"{role}[{name!r}] = {v:g} is outside the support of site {name!r} "
+                    f"({type(base_dist(fn)).__name__}, support {fn.support}); give a value the site can take."
+                )
 
     def intervene(self, do: Mapping[str, Any]) -> InterventionalProgram:
         """The interventional program ``do(model, do)``: a plain Pyro callable ``prog(n, ...)``.

@@ -13,12 +13,20 @@ from typing import Any
 
 import pyro
 import torch
+from pyro.distributions import constraints
 from pyro.distributions.torch_distribution import MaskedDistribution
 from pyro.poutine.util import site_is_factor, site_is_subsample
 
 from .handlers import UNITS, TrackDependencies
 
-__all__ = ["ProgramStructure", "SiteInfo", "inspect_program"]
+__all__ = [
+    "PERTURBATION_UNITS",
+    "ProgramStructure",
+    "SiteInfo",
+    "compose_through",
+    "inspect_program",
+    "perturbation_reads",
+]
 
 
 @dataclass(frozen=True)
@@ -214,3 +222,143 @@ def inspect_program(
         units_size=units_size,
         _order=tuple(sites),
     )
+
+
+# --- dependencies by intervention ------------------------------------------------------------
+
+PERTURBATION_UNITS = 16
+"""Units the perturbation check runs the program with."""
+
+
+def _perturbations(fn: Any, value: torch.Tensor) -> list[torch.Tensor]:
+    """Two other values in the support of ``fn`` (an empty list where none is known).
+
+    Examples
+    --------
+    >>> import pyro.distributions as dist
+    >>> [v.tolist() for v in _perturbations(dist.Bernoulli(0.3), torch.tensor([0.0, 1.0]))]
+    [[1.0, 0.0]]
+    """
+    support = getattr(fn, "support", None)
+    while isinstance(support, constraints.independent):  # event dims perturb elementwise
+        support = support.base_constraint
+    v = torch.as_tensor(value).detach()
+    v = v if torch.is_floating_point(v) else v.double()
+    lower = getattr(support, "lower_bound", None)
+    upper = getattr(support, "upper_bound", None)
+    if isinstance(support, type(constraints.boolean)):
+        return [1.0 - v]
+    if isinstance(support, type(constraints.real)):
+        return [v + 1.0 + 0.5 * v.abs(), v - 1.3 - 0.5 * v.abs()]
+    if isinstance(support, (type(constraints.positive), type(constraints.nonnegative))):
+        return [lower + (v - lower) * 2.0 + 0.1, lower + (v - lower) * 0.4 + 1e-3]
+    if isinstance(support, type(constraints.nonnegative_integer)):
+        return [v + 1.0, v + 3.0]
+    if isinstance(support, type(constraints.integer_interval(0, 1))):
+        width = torch.as_tensor(upper, dtype=v.dtype) - lower + 1.0
+        return [
+            lower + torch.remainder(v - lower + 1.0, width),
+            lower + torch.remainder(v - lower + 2.0, width),
+        ]
+    if isinstance(support, type(constraints.interval(0.0, 1.0))):
+        span = torch.as_tensor(upper, dtype=v.dtype) - lower
+        return [
+            torch.where(v > lower + span / 2, lower + span / 4, lower + 3 * span / 4),
+            lower + 0.6 * (v - lower),
+        ]
+    return []
+
+
+def _signature(msg: Mapping[str, Any], value: torch.Tensor) -> torch.Tensor | None:
+    """The site's log-density at ``value`` per element: it moves when the site's inputs move."""
+    try:
+        with pyro.validation_enabled(False):
+            return msg["fn"].log_prob(value).detach().double()
+    except Exception:  # a density that cannot be evaluated: the value itself stands in
+        return None
+
+
+def perturbation_reads(
+    fn: Callable[..., Any],
+    n: int,
+    model_args: tuple[Any, ...] = (),
+    model_kwargs: Mapping[str, Any] | None = None,
+) -> dict[str, frozenset[str]]:
+    """Which per-unit sites each per-unit site reads, found by intervention rather than by tracing.
+
+    The program runs once (forked random stream); then, for every per-unit site ``S`` in turn,
+    again with every site held at its value from that run except ``S``, which is moved to two
+    other values in its support. A site whose log-density (its value, for a deterministic site)
+    moves reads ``S``. Reads through auxiliary sites are composed by the caller. Unlike
+    provenance tracking this sees reads that leave torch (``.item()``, ``.tolist()``,
+    ``.numpy()``, Python control flow on a value), but only where the perturbations move the
+    density (a threshold never crossed at these values stays invisible), and not through a site
+    whose support has no known perturbation (a simplex, say).
+
+    Examples
+    --------
+    >>> import pyro, pyro.distributions as dist
+    >>> def prog(n):
+    ...     with pyro.plate("units", n):
+    ...         x = pyro.sample("X", dist.Normal(0.0, 1.0))
+    ...         pyro.sample("Y", dist.Normal(float(x.sum().item()), 1.0))  # leaves torch
+    >>> sorted(perturbation_reads(prog, 3)["Y"])
+    ['X']
+    """
+    kwargs = dict(model_kwargs or {})
+    with torch.random.fork_rng(devices=[]), torch.no_grad():
+        torch.manual_seed(0)
+        base = pyro.poutine.trace(fn).get_trace(n, *model_args, **kwargs)
+        sites = {
+            name: msg
+            for name, msg in base.nodes.items()
+            if msg["type"] == "sample" and not site_is_subsample(msg) and not site_is_factor(msg)
+        }
+        values = {name: msg["value"] for name, msg in sites.items()}
+        units = [s for s, msg in sites.items() if any(f.name == UNITS for f in msg["cond_indep_stack"])]
+        signature = {s: _signature(sites[s], values[s]) for s in units}
+        reads: dict[str, set[str]] = {s: set() for s in units}
+        for s in units:
+            for moved in _perturbations(sites[s]["fn"], values[s]):
+                data = {**values, s: moved.to(values[s].dtype) if torch.is_tensor(values[s]) else moved}
+                try:
+                    tr = pyro.poutine.trace(pyro.poutine.condition(fn, data=data)).get_trace(
+                        n, *model_args, **kwargs
+                    )
+                except Exception:  # this value breaks the program downstream: try the other one
+                    continue
+                for t in units:
+                    if t == s or t not in tr.nodes:
+                        continue
+                    after, before = _signature(tr.nodes[t], values[t]), signature[t]
+                    changed = (
+                        before is not None
+                        and after is not None
+                        and not torch.allclose(after, before, rtol=1e-9, atol=1e-12, equal_nan=True)
+                    )
+                    if changed:
+                        reads[t].add(s)
+    return {t: frozenset(r) for t, r in reads.items()}
+
+
+def compose_through(reads: Mapping[str, frozenset[str]], nodes: frozenset[str]) -> dict[str, frozenset[str]]:
+    """Reads of DAG nodes, with auxiliary sites (those not in ``nodes``) made transparent.
+
+    Examples
+    --------
+    >>> compose_through({"Y": frozenset({"e"}), "e": frozenset({"X"}), "X": frozenset()}, frozenset({"X", "Y"}))["Y"]
+    frozenset({'X'})
+    """
+    out = {}
+    for site, direct in reads.items():
+        seen: set[str] = set()
+        stack = list(direct)
+        while stack:
+            r = stack.pop()
+            if r in seen:
+                continue
+            seen.add(r)
+            if r not in nodes:
+                stack.extend(reads.get(r, ()))
+        out[site] = frozenset(r for r in seen if r in nodes)
+    return out

@@ -105,9 +105,11 @@ def _compiled_pyro_functions_alive() -> bool:
     from pyro.infer.mcmc.util import _PEMaker
     from pyro.ops.jit import CompiledFunction
 
+    # type(o), not isinstance(o, ...): isinstance falls back to o.__class__, which some torch
+    # objects (torch.distributed.reduce_op) answer with a FutureWarning on every fit
     return any(
-        (isinstance(o, CompiledFunction) and o.compiled)
-        or (isinstance(o, _PEMaker) and getattr(o, "_compiled_fn", None) is not None)
+        (issubclass(type(o), CompiledFunction) and o.compiled)
+        or (issubclass(type(o), _PEMaker) and getattr(o, "_compiled_fn", None) is not None)
         for o in gc.get_objects()
     )
 
