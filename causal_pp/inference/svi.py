@@ -24,6 +24,7 @@ from pyro.infer import JitTrace_ELBO, JitTraceEnum_ELBO, Trace_ELBO, TraceEnum_E
 from tqdm.auto import tqdm
 
 from .. import validation as check
+from ..errors import InferenceError
 from ..runtime import seeded
 from .guides import GUIDES, global_dims, make_guide
 from .importance import IS_MIN_ESS, importance_correct
@@ -47,20 +48,69 @@ def set_lr(optim: Any, value: float) -> None:
             group["lr"] = value
 
 
-def plateau_test(losses: np.ndarray, block: int) -> tuple[bool, float, float]:
-    """Has the loss levelled off? The mean loss of the last ``block`` steps must not be lower
-    than that of the ``block`` steps before by more than 3 standard errors + 1 nat."""
-    if len(losses) < 2 * block or not np.all(np.isfinite(losses[-2 * block :])):
-        return False, float("nan"), float("nan")
+Plateau = tuple[bool, float, float, str]
+"""(levelled off?, loss drop over the last block, its standard error, trend)."""
+
+NONFINITE_STEPS = 25
+"""SVI fails (:class:`~causal_pp.errors.InferenceError`) after this many non-finite losses in a row."""
+
+
+def plateau_test(losses: np.ndarray, block: int) -> Plateau:
+    """Has the loss levelled off? Two-sided: the mean loss of the last ``block`` steps must differ
+    from that of the ``block`` steps before by at most 3 standard errors + 1 nat.
+
+    The trend says why not: ``"falling"`` (still improving), ``"rising"`` (getting worse: the
+    learning rate is too high, or the fit is diverging), ``"too short"`` (fewer than two blocks of
+    steps), ``"not finite"``; ``"flat"`` when levelled off.
+
+    Examples
+    --------
+    >>> plateau_test(np.r_[np.full(20, 5.0), np.full(20, 5.0)], 20)[3]
+    'flat'
+    >>> plateau_test(np.r_[np.full(20, 5.0), np.full(20, 50.0)], 20)[3]
+    'rising'
+    """
+    if len(losses) < 2 * block:
+        return False, float("nan"), float("nan"), "too short"
+    if not np.all(np.isfinite(losses[-2 * block :])):
+        return False, float("nan"), float("nan"), "not finite"
     prev, last = losses[-2 * block : -block], losses[-block:]
     drop = float(prev.mean() - last.mean())
     se = float(np.sqrt(prev.var(ddof=1) / block + last.var(ddof=1) / block))
-    return drop <= 3.0 * se + 1.0, drop, se
+    bound = 3.0 * se + 1.0
+    trend = "flat" if abs(drop) <= bound else "falling" if drop > 0 else "rising"
+    return trend == "flat", drop, se, trend
+
+
+def _last_line(err: BaseException) -> str:
+    """An error in one line: a TorchScript error's message ends with the original error."""
+    lines = [ln.strip() for ln in str(err).strip().splitlines() if ln.strip()]
+    last = (lines[-1] if lines else "").rstrip(".")
+    name = type(err).__name__
+    return (last if last.startswith(f"{name}:") else f"{name}: {last}")[:300]
+
+
+def _step(svi: PyroSVI, losses: list[float], lr: float) -> None:
+    """One SVI step; a crash or a run of non-finite losses is a failed fit, said as such."""
+    try:
+        loss = float(svi.step())
+    except (RuntimeError, ValueError) as err:
+        raise InferenceError(
+            f"SVI failed at step {len(losses) + 1}: {_last_line(err)}. "
+            f"This usually means the fit diverged: lower lr (now {lr:g}), or check the priors and the "
+            "scale of the data."
+        ) from err
+    losses.append(loss)
+    if len(losses) >= NONFINITE_STEPS and not np.isfinite(losses[-NONFINITE_STEPS:]).any():
+        raise InferenceError(
+            f"SVI diverged: the loss has not been finite for the last {NONFINITE_STEPS} steps (up to step "
+            f"{len(losses)}). Lower lr (now {lr:g}), or check the priors and the scale of the data."
+        )
 
 
 def optimise(
     svi: PyroSVI, optim: Any, *, num_steps: int | None, lr: float, lr_decay: float, progress_bar: bool
-) -> tuple[np.ndarray, tuple[bool, float, float]]:
+) -> tuple[np.ndarray, Plateau]:
     """Run SVI: Adam at ``lr`` until the loss levels off, then anneal the learning rate.
 
     ``num_steps=None``: adaptive -- blocks of :data:`SVI_BLOCK` steps at constant ``lr``
@@ -69,7 +119,9 @@ def optimise(
     geometrically to ``lr * lr_decay``. An integer: that many steps in all, the last quarter
     (at most :data:`SVI_ANNEAL_STEPS`) annealed. Returns the losses and the plateau test
     (levelled off?, loss drop over the last block, its standard error) at the end of the
-    constant-rate phase.
+    constant-rate phase. A rising loss ends the constant-rate phase early (it will not level
+    off at this rate); a crash or a run of non-finite losses raises
+    :class:`~causal_pp.errors.InferenceError`.
     """
     if num_steps is None:
         anneal, main_max, adaptive = SVI_ANNEAL_STEPS, SVI_MAX_STEPS - SVI_ANNEAL_STEPS, True
@@ -80,22 +132,22 @@ def optimise(
     losses: list[float] = []
     total = SVI_MAX_STEPS if adaptive else num_steps
     bar = tqdm(total=total, desc="SVI", disable=not progress_bar, leave=False)
-    plateau = (False, float("nan"), float("nan"))
+    plateau: Plateau = (False, float("nan"), float("nan"), "too short")
     try:
         for i in range(main_max):
-            losses.append(svi.step())
+            _step(svi, losses, lr)
             bar.update()
             if progress_bar and i % 50 == 0:
                 bar.set_postfix(loss=f"{np.mean(losses[-50:]):.5g}")
             if adaptive and (i + 1) >= SVI_MIN_STEPS and (i + 1) % block == 0:
                 plateau = plateau_test(np.asarray(losses), block)
-                if plateau[0]:
+                if plateau[0] or plateau[3] == "rising":
                     break
         if not adaptive or not plateau[0]:
             plateau = plateau_test(np.asarray(losses), block)
         for t in range(anneal):
             set_lr(optim, lr * lr_decay ** ((t + 1) / anneal))
-            losses.append(svi.step())
+            _step(svi, losses, lr)
             bar.update()
     finally:
         bar.close()
@@ -134,16 +186,28 @@ def best_start(
     poutine.trace(g).get_trace()
     own = store.get_state()["params"]
     best: tuple[float, dict[str, torch.Tensor]] | None = None
-    scores = []
+    scores: list[float] = []
+    failures: list[Exception] = []
     for k in range(restarts):
         if k:
             reinitialise(own, new_guide)
         svi = PyroSVI(target, g, pyro.optim.ClippedAdam({"lr": lr, "clip_norm": 10.0}), elbo)
-        losses = [svi.step() for _ in range(SVI_RESTART_STEPS)]
+        try:
+            losses = [svi.step() for _ in range(SVI_RESTART_STEPS)]
+        except (RuntimeError, ValueError) as err:  # this start diverged; the others may not
+            failures.append(err)
+            scores.append(float("inf"))
+            continue
         score = float(np.mean(losses[-SVI_RESTART_STEPS // 3 :]))
         scores.append(score)
         if np.isfinite(score) and (best is None or score < best[0]):
             best = (score, {n: t.detach().clone() for n, t in own.items()})
+    if len(failures) == restarts:
+        err = failures[0]
+        raise InferenceError(
+            f"SVI failed in every one of its {restarts} starts, e.g. {_last_line(err)}. This usually means the fit diverged: lower lr (now {lr:g}), "
+            "or check the priors and the scale of the data."
+        ) from err
     if best is None:
         reinitialise(own, new_guide)
     else:
@@ -251,14 +315,18 @@ class SVI(FitMethod):
             warnings.filterwarnings("ignore", message="`torch.jit.trace` is deprecated")
             warnings.filterwarnings("ignore", message="Encountered NaN", category=UserWarning)
             g, start_losses, losses, plateau = self._fit_guide(problem)
+            w = max(20, len(losses) // 10)
+            if not np.isfinite(losses[-w:]).all():
+                raise InferenceError(
+                    f"SVI ended with a non-finite loss (steps {len(losses) - w + 1}..{len(losses)}): the fit "
+                    f"diverged. Lower lr (now {self.lr:g}), or check the priors and the scale of the data."
+                )
             draws, unit_draws = self._guide_draws(g, problem)
             draws, is_info = self._correct(g, problem, draws, losses)
         is_info["restart_losses"] = start_losses
         return FitResult(draws, unit_draws, self._diagnostics(g, losses, plateau, is_info))
 
-    def _fit_guide(
-        self, problem: FitProblem
-    ) -> tuple[Any, list[float], np.ndarray, tuple[bool, float, float]]:
+    def _fit_guide(self, problem: FitProblem) -> tuple[Any, list[float], np.ndarray, Plateau]:
         """Restarts, then the main run: the guide, restart losses, loss trace, plateau test."""
         target, s, enum = problem.target, problem.structure, problem.enumerated
         guide_model = poutine.block(target, hide=list(enum)) if enum else target
@@ -348,9 +416,9 @@ class SVI(FitMethod):
         return draws, is_info
 
     def _diagnostics(
-        self, g: Any, losses: np.ndarray, plateau: tuple[bool, float, float], is_info: dict[str, Any]
+        self, g: Any, losses: np.ndarray, plateau: Plateau, is_info: dict[str, Any]
     ) -> dict[str, Any]:
-        converged, drop, se = plateau
+        converged, drop, se, trend = plateau
         w = max(20, len(losses) // 10)
         guide = self.guide
         return {
@@ -368,13 +436,24 @@ class SVI(FitMethod):
             "converged": converged,
             "loss_drop_last_window": drop,
             "loss_drop_se": se,
+            "loss_trend": trend,
             **is_info,
         }
 
     def problems(self, d: Mapping[str, Any]) -> tuple[list[str], str]:
         problems = []
+        trend = d.get("loss_trend", "falling")
         if not np.isfinite(d["final_loss"]):
             problems.append("the loss is not finite")
+        elif trend == "too short":
+            problems.append(
+                f"the run was too short ({d['num_steps']} steps) to test whether the loss levelled off"
+            )
+        elif trend == "rising":
+            problems.append(
+                f"the loss rose over the last window (by {-d['loss_drop_last_window']:.3g}, standard error "
+                f"{d['loss_drop_se']:.3g}): the learning rate may be too high (lower lr)"
+            )
         elif not d["converged"]:
             problems.append(
                 f"the ELBO was still improving at the end (loss fell by {d['loss_drop_last_window']:.3g} "
