@@ -1,7 +1,7 @@
 """Speed of the posterior bounds: seconds per posterior draw on three graphs.
 
 Each case simulates discrete data from a fixed SCM, then times one call of
-``causal_pp.bounds.bounds`` (the whole pipeline: validation, tabulation, the canonical model,
+``causal_pp.bounds`` (the whole pipeline: validation, tabulation, the canonical model,
 posterior draws and two linear programs per draw), reporting wall-clock and CPU seconds, the
 time per draw, the acceptance rate and the posterior means of the two ends.
 
@@ -40,7 +40,7 @@ import pandas as pd
 import scipy
 
 from causal_pp import ATE, CausalGraph
-from causal_pp.bounds import bounds
+from causal_pp.partial import bounds
 
 IV_TARGET_S = 30.0
 """Issue 16: 1000 posterior draws for the IV graph within this many seconds."""

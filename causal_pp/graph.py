@@ -233,6 +233,60 @@ class CausalGraph:
             latent = [n for n, d in graph.nodes(data=True) if d.get("hidden") or d.get("latent")]
         return cls(list(graph.edges), latent=latent, nodes=list(graph.nodes))
 
+    @classmethod
+    def from_admg(cls, admg: NxMixedGraph) -> CausalGraph:
+        """Build from a y0 ``NxMixedGraph`` (an ADMG over observed variables).
+
+        Directed edges are kept. Each bidirected edge ``A <-> B`` becomes a latent common cause
+        named ``U_A_B`` (the two names sorted), as :meth:`parse` names the ``A <-> B``
+        shorthand; a name already taken gets ``_2``, ``_3``, ... appended. Node names are the y0
+        variables' names. The latent projection of the result is ``admg`` again:
+        ``CausalGraph.from_admg(g.to_admg()).to_admg()`` has the edges of ``g.to_admg()``, so
+        identification decides every query the same way; a graph written with the ``<->``
+        shorthand (names sorted) comes back equal.
+
+        Raises
+        ------
+        GraphError
+            ``admg`` is not an ``NxMixedGraph`` (or has a cycle, a bad name...).
+
+        Examples
+        --------
+        >>> from y0.graph import NxMixedGraph
+        >>> from y0.dsl import X, Y, Z
+        >>> g = CausalGraph.from_admg(NxMixedGraph.from_edges(directed=[(X, Z), (Z, Y)], undirected=[(X, Y)]))
+        >>> g.latent, g.parents("Y")
+        (('U_X_Y',), ('U_X_Y', 'Z'))
+        >>> g == CausalGraph.parse("X -> Z -> Y; X <-> Y")
+        True
+        >>> CausalGraph.from_admg(g.to_admg()) == g
+        True
+        """
+        directed = getattr(admg, "directed", None)
+        undirected = getattr(admg, "undirected", None)
+        if not isinstance(directed, nx.DiGraph) or not isinstance(undirected, nx.Graph):
+            raise GraphError(
+                f"from_admg() takes a y0 NxMixedGraph; got {type(admg).__name__}. "
+                "Use from_networkx() for a networkx.DiGraph."
+            )
+
+        def name(v: Any) -> str:
+            return str(getattr(v, "name", v))
+
+        nodes = sorted({name(v) for v in admg.nodes()} | {name(v) for e in directed.edges for v in e})
+        edges = [(name(a), name(b)) for a, b in directed.edges]
+        taken = set(nodes)
+        latent = []
+        for a, b in sorted(tuple(sorted((name(x), name(y)))) for x, y in undirected.edges):
+            u, k = f"U_{a}_{b}", 1
+            while u in taken:
+                k += 1
+                u = f"U_{a}_{b}_{k}"
+            taken.add(u)
+            latent.append(u)
+            edges.extend([(u, a), (u, b)])
+        return cls(edges, latent=latent, nodes=nodes)
+
     # --- basic structure ----------------------------------------------------------------
 
     @property

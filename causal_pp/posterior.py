@@ -7,14 +7,13 @@ program (ChiRho ``do``), all draws at once (a vectorising plate over draws, no P
 over them). The result, an :class:`Estimate`, carries
 
 * the posterior distribution of the causal functional (E[Y | do(x)], or the ATE): one value
-  per draw, the mean over ``num_units`` fresh units;
+  per draw, the mean over fresh units (as many as needed for a small Monte Carlo error);
 * the unit-level posterior predictive samples under the intervention;
 * the paper's plug-in estimate (posterior-mean parameters, forward-simulated).
 """
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -23,9 +22,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from .errors import InferenceError, InvalidArgumentError
+from . import inference_data
+from . import io as posterior_io
+from .errors import InferenceError, InvalidArgumentError, warn
+from .version import __version__
 
 if TYPE_CHECKING:  # pragma: no cover
+    from os import PathLike
+
     import arviz as az
 
     from .graph import CausalGraph
@@ -48,9 +52,10 @@ class Estimate:
     samples
         Posterior draws of the functional, shape ``(draws,)`` (``(draws, k)`` for a joint
         outcome of ``k`` variables): for each posterior draw of the global parameters, the
-        mean of the outcome over ``num_units`` fresh simulated units (E[Y | do(x)]), or the
-        difference of the two arms' means (ATE; both arms share their fresh units and random
-        numbers, so the difference carries little Monte-Carlo noise).
+        mean over ``num_units`` fresh simulated units of the outcome's conditional mean given
+        its parents (E[Y | do(x)]), or the difference of the two arms' means (ATE; both arms
+        share their fresh units and random numbers). Each carries a Monte Carlo error
+        (``mc_se``); by default units are added until it is small (see ``mc_fraction``).
     predictive
         Unit-level posterior predictive samples under the intervention, each of shape
         ``(draws, units)``: keyed by outcome name for an :class:`~causal_pp.Interventional`
@@ -65,12 +70,22 @@ class Estimate:
     plugin
         The plug-in estimate of Mohammad-Taheri et al. (2022): posterior-mean global
         parameters plugged into the interventional program, ``num_units`` units simulated,
-        mean taken (same seed, so same units, as the draws).
+        mean taken (the same variance reduction as the draws).
     num_units, seed
-        Fresh units simulated per draw, and the seed used.
+        Fresh units simulated per draw (all batches), and the seed used.
     ess
         Conditional queries only: per draw, the effective sample size of the likelihood
-        weights (the smaller over the two arms of an ATE), out of ``num_units``.
+        weights (the smaller over the two arms of an ATE), out of ``num_units``. The weights'
+        effect on the Monte Carlo error is in ``mc_se`` (which shrinks like ``1 / ESS``, not
+        ``1 / num_units``).
+    mc_se
+        Per draw, the Monte Carlo standard error of ``samples`` (estimated from the unit-level
+        contributions; shaped like ``samples``), or None where not measured.
+    mc_target
+        The ``mc_fraction`` the simulation aimed at (None: ``num_units`` was given).
+    mc_capped
+        Whether a cap (``max_units``, or the total work) stopped the simulation before
+        ``mc_target`` was reached.
 
     Examples
     --------
@@ -94,6 +109,9 @@ class Estimate:
     posterior: CausalPosterior | None = field(default=None, compare=False)
     draw_index: torch.Tensor | None = field(default=None, compare=False)
     chains: int = 1
+    mc_se: torch.Tensor | None = None
+    mc_target: float | None = None
+    mc_capped: bool = False
 
     @property
     def mean(self) -> float | torch.Tensor:
@@ -101,18 +119,65 @@ class Estimate:
         m = self.samples.double().mean(0)
         return float(m) if m.dim() == 0 else m
 
+    def _mc_var(self) -> torch.Tensor:
+        """Mean Monte Carlo variance of a draw (per column; zeros where not measured)."""
+        if self.mc_se is None:
+            return torch.zeros_like(self.samples[0]).double()
+        return (self.mc_se.double() ** 2).mean(0)
+
+    def _spread(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(variance of the draws, posterior variance of the functional: that minus the MC part)."""
+        if self.samples.shape[0] < 2:
+            zero = torch.zeros_like(self.samples[0]).double()
+            return zero, zero
+        total = self.samples.double().var(0)
+        return total, (total - self._mc_var()).clamp(min=0.0)
+
     @property
     def std(self) -> float | torch.Tensor:
-        """Posterior standard deviation of the functional."""
-        s = (
-            self.samples.double().std(0)
-            if self.samples.shape[0] > 1
-            else torch.zeros_like(self.samples[0]).double()
-        )
+        """Posterior standard deviation of the functional.
+
+        The SD of ``samples`` less their Monte Carlo part: ``sqrt(var(samples) - mean(mc_se**2))``
+        (the draws' MC errors are independent of the draws and of each other).
+        """
+        s = self._spread()[1].sqrt()
+        return float(s) if s.dim() == 0 else s
+
+    @property
+    def mc_fraction(self) -> float | torch.Tensor | None:
+        """Mean Monte Carlo variance of a draw's functional over the posterior variance of the
+        functional (``inf`` if the latter is not positive; None where not measured).
+
+        Examples
+        --------
+        >>> import torch
+        >>> from causal_pp import ATE
+        >>> est = Estimate(ATE("X", "Y"), samples=torch.tensor([0.0, 2.0]), predictive={}, identified=True,
+        ...                identification=None, plugin=1.0, num_units=10, seed=0, mc_se=torch.tensor([0.1, 0.1]))
+        >>> round(est.mc_fraction, 6)  # 0.01 / (2 - 0.01)
+        0.005025
+        """
+        if self.mc_se is None:
+            return None
+        mc, (_, post) = self._mc_var(), self._spread()
+        f = torch.where(post > 0, mc / post.clamp(min=1e-300), torch.full_like(mc, float("inf")))
+        f = torch.where(mc == 0, torch.zeros_like(f), f)
+        return float(f) if f.dim() == 0 else f
+
+    @property
+    def mean_mc_se(self) -> float | torch.Tensor | None:
+        """Monte Carlo standard error of :attr:`mean` (``sqrt(mean(mc_se**2) / draws)``)."""
+        if self.mc_se is None:
+            return None
+        s = (self._mc_var() / self.samples.shape[0]).sqrt()
         return float(s) if s.dim() == 0 else s
 
     def interval(self, prob: float = 0.94) -> tuple[float, float] | tuple[torch.Tensor, torch.Tensor]:
         """Equal-tailed posterior credible interval of the functional.
+
+        Quantiles of ``samples`` with their spread about the mean scaled by ``std / sd(samples)``,
+        which takes the Monte Carlo part out (exact for Gaussian MC errors; at the default
+        ``mc_fraction`` of 1% the factor is at least 0.995).
 
         Examples
         --------
@@ -126,16 +191,27 @@ class Estimate:
         if not 0.0 < prob < 1.0:
             raise InvalidArgumentError(f"prob must be in (0, 1); got {prob!r}.")
         q = torch.tensor([(1 - prob) / 2, (1 + prob) / 2], dtype=torch.float64)
-        lo, hi = torch.quantile(self.samples.double(), q, dim=0)
+        x = self.samples.double()
+        if self.mc_se is not None and x.shape[0] > 1:
+            total, post = self._spread()
+            factor = torch.where(total > 0, (post / total.clamp(min=1e-300)).sqrt(), torch.ones_like(total))
+            m = x.mean(0)
+            x = m + (x - m) * factor
+        lo, hi = torch.quantile(x, q, dim=0)
         if lo.dim() == 0:
             return float(lo), float(hi)
         return lo, hi
 
-    def to_arviz(self) -> az.InferenceData:
-        """ArviZ ``InferenceData``: ``posterior`` (the global parameters of the draws used, and
-        the functional as variable ``"functional"``), ``observed_data``, and the unit-level
-        interventional predictive as group ``"interventional_predictive"`` (dims chain, draw,
-        unit).
+    def to_arviz(
+        self,
+        *,
+        log_likelihood: bool | str = True,
+        unit_latents: bool = False,
+        particles: int = inference_data.LOG_LIKELIHOOD_PARTICLES,
+    ) -> az.InferenceData:
+        """ArviZ ``InferenceData`` on the draws used: :meth:`CausalPosterior.to_arviz`'s groups,
+        ``"functional"`` in ``posterior``, and ``predictions`` (the interventional predictive, an
+        ``arm`` coordinate per outcome). See :mod:`causal_pp.inference_data`.
 
         Examples
         --------
@@ -144,50 +220,17 @@ class Estimate:
         >>> est = Estimate(ATE("X", "Y"), samples=torch.zeros(4), predictive={"Y | do(X=1)": torch.zeros(4, 3)},
         ...                identified=True, identification=None, plugin=0.0, num_units=3, seed=0)
         >>> sorted(est.to_arviz().groups())
-        ['interventional_predictive', 'posterior']
+        ['posterior', 'predictions']
         """
-        import arviz as az
-
-        c = self.chains
-        d = self.samples.shape[0] // c
-
-        def arr(t: torch.Tensor) -> np.ndarray:
-            t = t.detach().cpu()
-            return t.reshape(c, d, *t.shape[1:]).numpy()
-
-        posterior: dict[str, np.ndarray] = {}
-        observed = None
-        if self.posterior is not None:
-            idx = self.draw_index
-            for k, v in self.posterior.samples.items():
-                posterior[k] = arr(v if idx is None else v[idx.to(v.device)])
-            observed = {k: v.cpu().numpy() for k, v in self.posterior.data.items()}
-        posterior["functional"] = arr(self.samples)
-        attrs = {
-            "query": str(self.query),
-            "identified": int(self.identified),
-            "num_units": self.num_units,
-            "seed": self.seed,
-            "plugin": float(self.plugin)
-            if not isinstance(self.plugin, torch.Tensor) or self.plugin.numel() == 1
-            else str(self.plugin.tolist()),
-            "inference_library": "causal_pp",
-        }
-        idata = az.from_dict(posterior=posterior, observed_data=observed, attrs=attrs)
-        pred = {k: arr(v) for k, v in self.predictive.items()}
-        if pred:
-            with warnings.catch_warnings():
-                warnings.filterwarnings("ignore", message="the default dims 'chain' and 'draw'")
-                idata.add_groups(
-                    {"interventional_predictive": pred},
-                    dims={k: ["unit", *[f"{k}_dim_{i}" for i in range(v.ndim - 3)]] for k, v in pred.items()},
-                    warn_on_custom_groups=False,
-                )
-        return idata
+        return inference_data.estimate_to_inference_data(
+            self, log_likelihood=log_likelihood, unit_latents=unit_latents, particles=particles
+        )
 
     @property
     def diagnostics(self) -> dict[str, float]:
-        """Split R-hat and effective sample size of the functional's draws (per chain).
+        """ArviZ's rank-normalised split R-hat and bulk/tail effective sample size of the
+        functional's draws (per chain); ``ess`` is the bulk ESS. The worst over the components of
+        a joint outcome.
 
         Parameters of latent variable models need not be identified (the sign of a latent,
         say), so a fit's parameter diagnostics can look poor while the identified functional
@@ -202,16 +245,30 @@ class Estimate:
         >>> est.diagnostics["r_hat"] < 1.05
         True
         """
-        from pyro.ops.stats import effective_sample_size, split_gelman_rubin
-
         c = self.chains
-        d = self.samples.shape[0] // c
-        x = self.samples.detach().double().cpu().reshape(c, d, -1)
-        if d < 4:
-            return {"r_hat": float("nan"), "ess": float("nan")}
-        r_hat = split_gelman_rubin(x, chain_dim=0, sample_dim=1).nan_to_num(1.0)
-        ess = effective_sample_size(x, chain_dim=0, sample_dim=1).nan_to_num(0.0)
-        return {"r_hat": float(r_hat.max()), "ess": float(ess.min())}
+        x = self.samples.detach().double().cpu().reshape(c, self.samples.shape[0] // c, -1).numpy()
+        d = inference_data.rhat_ess(x)
+        return {
+            "r_hat": float(np.max(d["r_hat"])),
+            "ess": float(np.min(d["ess_bulk"])),
+            "ess_bulk": float(np.min(d["ess_bulk"])),
+            "ess_tail": float(np.min(d["ess_tail"])),
+        }
+
+    # pickling: the predictive is a read-only mapping proxy, which pickle cannot store
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        proxies = [k for k, v in state.items() if isinstance(v, MappingProxyType)]
+        for k in proxies:
+            state[k] = dict(state[k])
+        state["__proxies__"] = proxies
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        state = dict(state)
+        proxies = state.pop("__proxies__", [])
+        for k, v in state.items():
+            object.__setattr__(self, k, MappingProxyType(v) if k in proxies else v)
 
     def __repr__(self) -> str:
         lo, hi = self.interval(0.94)
@@ -220,6 +277,9 @@ class Estimate:
         else:
             body = f"mean={self.mean.tolist()}, sd={self.std.tolist()}"
         flag = "" if self.identified else ", identified=False"
+        frac = self.mc_fraction
+        if isinstance(frac, float):
+            flag = f", mc_fraction={frac:.2g}{' (capped)' if self.mc_capped else ''}{flag}"
         return f"Estimate({self.query}: {body}, draws={self.samples.shape[0]}, units={self.num_units}{flag})"
 
 
@@ -390,8 +450,16 @@ class CausalPosterior:
             f"units={n}, globals={list(self._samples)})"
         )
 
-    def to_arviz(self) -> az.InferenceData:
-        """ArviZ ``InferenceData`` with ``posterior`` (global parameters) and ``observed_data``.
+    def to_arviz(
+        self,
+        *,
+        log_likelihood: bool | str = True,
+        unit_latents: bool = False,
+        particles: int = inference_data.LOG_LIKELIHOOD_PARTICLES,
+    ) -> az.InferenceData:
+        """ArviZ ``InferenceData``: ``posterior``, ``sample_stats``, ``log_likelihood`` (per observed
+        site and unit, the unit's latents integrated out; ``"joint"``: one per unit) and
+        ``observed_data``. Options and groups: :func:`causal_pp.inference_data.posterior_to_inference_data`.
 
         Examples
         --------
@@ -404,39 +472,81 @@ class CausalPosterior:
         ...         pyro.sample("X", dist.Normal(b, 1.0))
         >>> p = CausalPosterior(model=m, samples={"b": torch.zeros(6)}, data={"X": torch.zeros(2)},
         ...                     diagnostics={}, method="given", seed=0, num_chains=2)
-        >>> p.to_arviz().posterior["b"].shape
-        (2, 3)
+        >>> idata = p.to_arviz()
+        >>> idata.posterior["b"].shape, idata.log_likelihood["X"].dims
+        ((2, 3), ('chain', 'draw', 'unit'))
         """
-        import arviz as az
-
-        c = self._num_chains
-        d = self._num_draws // c
-        post = {k: v.detach().cpu().reshape(c, d, *v.shape[1:]).numpy() for k, v in self._samples.items()}
-        obs = {k: v.cpu().numpy() for k, v in self._data.items()}
-        return az.from_dict(
-            posterior=post,
-            observed_data=obs,
-            attrs={"method": self._method, "seed": self._seed, "inference_library": "causal_pp"},
+        return inference_data.posterior_to_inference_data(
+            self, log_likelihood=log_likelihood, unit_latents=unit_latents, particles=particles
         )
+
+    # --- keeping a fit --------------------------------------------------------------------
+
+    def save(self, path: str | PathLike[str]) -> str:
+        """Save to one NetCDF file (draws, data, sample statistics, a small JSON of the rest);
+        :meth:`load` reads it back with the same model. See :func:`causal_pp.io.save_posterior`."""
+        return posterior_io.save_posterior(self, path)
+
+    @classmethod
+    def load(
+        cls, path: str | PathLike[str], model: CausalModel, *, device: str | torch.device | None = None
+    ) -> CausalPosterior:
+        """Read a posterior written by :meth:`save` (bit-identical draws, so identical estimates);
+        ``model`` must have the saved DAG. See :func:`causal_pp.io.read_posterior`."""
+        return cls(**posterior_io.read_posterior(path, model, device=device))
+
+    def __getstate__(self) -> dict[str, Any]:
+        # mapping proxies do not pickle, and the program structure is rebuilt from the model
+        state = {
+            k: dict(v) if isinstance(v, MappingProxyType) else v
+            for k, v in self.__dict__.items()
+            if k != "_structure"
+        }
+        state["__version__"] = __version__
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        state = dict(state)
+        version = state.pop("__version__", None)
+        if version != __version__:
+            warn(
+                f"causal_pp: this posterior was pickled by causal_pp {version} and is loaded by "
+                f"{__version__}; if estimates fail, refit it or use save()/load()."
+            )
+        for k in ("_samples", "_unit_samples", "_data"):
+            state[k] = MappingProxyType(state[k])
+        self.__dict__.update(state)
+        n = int(next(iter(self._data.values())).shape[0]) if self._data else 5
+        self._structure = self._model.inspect(n, model_args=self._model_args, model_kwargs=self._model_kwargs)
 
     def estimate(
         self,
         query: Query,
         *,
         num_samples: int | None = None,
-        num_units: int = 1000,
+        num_units: int | None = None,
         seed: int = 0,
         allow_unidentified: bool = False,
         assume_monotonic: bool = False,
+        mc_fraction: float = 0.01,
+        max_units: int | None = None,
     ) -> Estimate:
         """Estimate a causal query: its posterior, unit-level predictive, and plug-in value.
 
         The identification gate (:func:`~causal_pp.identify`) runs first. For each posterior
-        draw of the global parameters, ``num_units`` fresh units are simulated from the
-        interventional program (the model under ChiRho ``do``), all draws at once; the
-        functional of a draw is the mean outcome over its units. Both arms of an ATE use the
-        same random numbers (common random numbers), so their difference has little
-        Monte-Carlo noise.
+        draw of the global parameters, fresh units are simulated from the interventional
+        program (the model under ChiRho ``do``), all draws at once; the functional of a draw
+        is the mean over its units of the outcome's conditional mean given its parents
+        (Rao-Blackwellised; the unit-level predictive keeps sampled outcomes). Both arms of an
+        ATE draw every per-unit site from the same keyed random stream (common random numbers,
+        inverse-CDF for discrete sites), and units come in antithetic pairs.
+
+        **How many units.** Each draw's functional carries a Monte Carlo error, measured from
+        the unit-level contributions (:attr:`Estimate.mc_se`). Units are added in batches until
+        the mean MC variance is at most ``mc_fraction`` of the functional's posterior variance
+        (:attr:`Estimate.mc_fraction`), or ``max_units`` is reached (then
+        :attr:`Estimate.mc_capped` is True); :attr:`Estimate.std` and :meth:`Estimate.interval`
+        are the functional's, with the MC part taken out. See :mod:`causal_pp.estimation.montecarlo`.
 
         **Conditional queries** ``P(Y | do(x), Z=z)`` (``given={"Z": z}``) are computed by
         *likelihood weighting* within the interventional program: ``Z`` is clamped at ``z``
@@ -454,7 +564,8 @@ class CausalPosterior:
         num_samples
             Number of posterior draws to use (evenly thinned; default all).
         num_units
-            Fresh units simulated per draw.
+            Fresh units simulated per draw, in one batch (None, the default: as many as
+            ``mc_fraction`` needs).
         seed
             Seed of the simulation; the same seed gives identical results on CPU. The
             caller's random stream is left untouched.
@@ -463,6 +574,13 @@ class CausalPosterior:
             warning is issued: such numbers concentrate, as data grows, in the wrong place.
         assume_monotonic
             Counterfactual queries only: passed to the gate (PN/PS need it).
+        mc_fraction
+            Target of the adaptive simulation (default 1%): mean MC variance of a draw's
+            functional over the functional's posterior variance.
+        max_units
+            Cap on the units per draw of the adaptive simulation (default
+            ``causal_pp.estimation.MAX_UNITS``, and at most ``causal_pp.estimation.MAX_WORK``
+            unit-simulations in all).
 
         **Counterfactual queries** (:class:`~causal_pp.Counterfactual`,
         :class:`~causal_pp.ETT`, :class:`~causal_pp.PN`,
@@ -523,4 +641,6 @@ class CausalPosterior:
             seed=seed,
             allow_unidentified=allow_unidentified,
             assume_monotonic=assume_monotonic,
+            mc_fraction=mc_fraction,
+            max_units=max_units,
         )

@@ -31,7 +31,7 @@ from causal_pp import (
     UnexpectedColumnError,
     UnknownVariableError,
 )
-from causal_pp.bounds import (
+from causal_pp.partial import (
     Bounds,
     IncompatibleDataError,
     TooManyResponseTypesError,

@@ -13,9 +13,9 @@ import pytest
 from test_bounds_validity import ExactSCM
 
 from causal_pp import ATE, PN, PNS, CausalGraph, DataError, Interventional
-from causal_pp.bounds import Bounds, IncompatibleDataError, bounds, bounds_from_distribution, tian_pearl
-from causal_pp.bounds.canonical import CanonicalModel
-from causal_pp.bounds.posterior import factored_dirichlet
+from causal_pp.partial import Bounds, IncompatibleDataError, bounds, bounds_from_distribution, tian_pearl
+from causal_pp.partial.canonical import CanonicalModel
+from causal_pp.partial.posterior import factored_dirichlet
 
 IV = CausalGraph.parse("Z -> X -> Y; X <-> Y")
 BOW = CausalGraph.parse("X -> Y; X <-> Y")

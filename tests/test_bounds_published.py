@@ -19,7 +19,7 @@ import pandas as pd
 import pytest
 
 from causal_pp import ATE, PN, PNS, PS, CausalGraph, Interventional
-from causal_pp.bounds import bounds_from_distribution, tian_pearl
+from causal_pp.partial import bounds_from_distribution, tian_pearl
 
 IV = CausalGraph.parse("Z -> X -> Y; X <-> Y")
 BOW = CausalGraph.parse("X -> Y; X <-> Y")

@@ -19,10 +19,10 @@ import pytest
 from test_bounds_validity import ExactSCM
 
 from causal_pp import ATE, ETT, PN, PNS, PS, CausalGraph, Interventional
-from causal_pp.bounds import bounds_apply, bounds_from_distribution
-from causal_pp.bounds.canonical import CanonicalModel, relevant_variables
-from causal_pp.bounds.lp import bound_draws
-from causal_pp.bounds.queries import spec
+from causal_pp.partial import bounds_apply, bounds_from_distribution
+from causal_pp.partial.canonical import CanonicalModel, relevant_variables
+from causal_pp.partial.lp import bound_draws
+from causal_pp.partial.queries import spec
 
 TOL = 1e-7
 
@@ -254,4 +254,4 @@ def test_bounds_apply_is_decided_from_the_graph(text: str, query: object, applie
     graph = CausalGraph.parse(text, latent=["U"] if "U ->" in text else ())
     verdict = bounds_apply(graph, query)
     assert (verdict.applies, verdict.sharp) == (applies, sharp), verdict.reason
-    assert ("causal_pp.bounds.bounds" in verdict.reason) is applies
+    assert ("causal_pp.bounds" in verdict.reason) is applies

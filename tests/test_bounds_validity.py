@@ -3,7 +3,7 @@
 Every SCM here is explicit -- each node, latent ones included, is a random deterministic
 function of its parents and of its own finite noise -- and is enumerated exactly, so the
 observational distribution, every interventional quantity and every probability of causation
-are exact numbers computed without any code of :mod:`causal_pp.bounds`. The bounds computed from
+are exact numbers computed without any code of :mod:`causal_pp.partial`. The bounds computed from
 the exact observational distribution must contain the true value, on textbook graphs (some in
 the sharp Balke-Pearl class, some only relaxed) and on random small graphs.
 """
@@ -19,7 +19,7 @@ import pandas as pd
 import pytest
 
 from causal_pp import ATE, PN, PNS, PS, CausalGraph, Interventional
-from causal_pp.bounds import TooManyResponseTypesError, bounds_from_distribution
+from causal_pp.partial import TooManyResponseTypesError, bounds_from_distribution
 
 TOL = 1e-7  # LP tolerances are ~1e-9; the truth is exact
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -79,6 +80,9 @@ def test_cases_lists_every_case_with_its_verdicts(capsys: pytest.CaptureFixture[
     assert "NOT identified" in out  # the bow negative control
 
 
+TINY_FIT = ["--fit", "num_steps=8", "--fit", "restarts=1", "--fit", "num_samples=50", "--num-units", "100"]
+
+
 def test_converge_prints_a_table_and_writes_plot_and_report(tmp_path, capsys) -> None:
     code = main(
         [
@@ -90,23 +94,117 @@ def test_converge_prints_a_table_and_writes_plot_and_report(tmp_path, capsys) ->
             "--replicates",
             "1",
             "--quiet",
+            *TINY_FIT,
             "--out",
             str(tmp_path),
         ]
     )
     out = capsys.readouterr().out
     assert code == 0
-    assert "mean_abs_error" in out
+    assert "mean_abs_error" in out and "flagged" in out
+    assert "2 cell(s) failed a diagnostic" in out  # 8 SVI steps: every cell is flagged
     assert (tmp_path / "convergence.png").stat().st_size > 0
-    assert (tmp_path / "report.md").read_text().startswith("# causal_pp convergence report")
-    assert len((tmp_path / "results.jsonl").read_text().splitlines()) == 2
+    report = (tmp_path / "report.md").read_text()
+    assert report.startswith("# causal_pp convergence report") and "2 flagged cell(s)" in report
+    assert len((tmp_path / "cells.jsonl").read_text().splitlines()) == 2
+
+
+def test_converge_shards_merge_into_one_table_without_refitting(tmp_path, capsys) -> None:
+    args = ["converge", "--case", "frontdoor", "--sizes", "20,40", "--replicates", "2", "--quiet", *TINY_FIT]
+    assert main([*args, "--replicate-range", "0:1", "--out", str(tmp_path / "a")]) == 0
+    assert main([*args, "--replicate-range", "1:2", "--out", str(tmp_path / "b"), "--json"]) == 0
+    capsys.readouterr()
+    assert (
+        main(["merge", str(tmp_path / "a"), str(tmp_path / "b"), "--out", str(tmp_path / "m"), "--json"]) == 0
+    )
+    merged = json.loads(capsys.readouterr().out)
+    assert merged["cells"] == 4 and merged["key_spaces"] == 1
+    assert main([*args, "--out", str(tmp_path / "m"), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    (only,) = result["studies"]
+    assert only["by_size"]["20"]["replicates"] == 2 and only["by_size"]["40"]["replicates"] == 2
+    assert len((tmp_path / "m" / "cells.jsonl").read_text().splitlines()) == 4  # nothing refitted
+
+
+def test_converge_runs_a_users_model_by_import_path(tmp_path, capsys, monkeypatch) -> None:
+    (tmp_path / "my_models.py").write_text(
+        "import types\n"
+        "from causal_pp.cases import get_case\n"
+        "_case = get_case('frontdoor')\n"
+        "frontdoor = types.SimpleNamespace(model=_case.model, query=_case.queries['ate'].query,\n"
+        "                                  simulate=_case.simulate, truth=-1.5, name='my_frontdoor')\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    code = main(
+        [
+            "converge",
+            "--model",
+            "my_models:frontdoor",
+            "--sizes",
+            "20",
+            "--replicates",
+            "1",
+            "--quiet",
+            *TINY_FIT,
+            "--out",
+            str(tmp_path / "out"),
+            "--json",
+        ]
+    )
+    assert code == 0
+    (only,) = json.loads(capsys.readouterr().out)["studies"]
+    assert only["target"] == "my_frontdoor" and only["truth"] == -1.5
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["--case", "frontdoor", "--replicates", "2", "--replicate-range", "2:1"], "--replicate-range"),
+        (["--case", "frontdoor", "--replicate-range", "a:b"], "START:STOP"),
+        (["--case", "frontdoor", "--fit", "nonsense=1"], "not an option"),
+        (["--case", "frontdoor", "--fit", "num_steps"], "OPTION=VALUE"),
+        (["--case", "frontdoor", "--executor", "process", "--workers", "0"], "--workers"),
+        (["--case", "frontdoor", "--ray-address", "auto"], "--executor ray"),
+        (["--case", "frontdoor", "--prob", "1.5"], "prob"),
+        (["--model", "no_such_module_xyz:case"], "cannot import"),
+        (["--model", "causal_pp.cases"], "MODULE:ATTRIBUTE"),
+        (["--model", "causal_pp.cases:no_such_thing"], "no attribute"),
+    ],
+    ids=[
+        "range",
+        "range-text",
+        "fit-option",
+        "fit-syntax",
+        "workers",
+        "ray-address",
+        "prob",
+        "import",
+        "path",
+        "attr",
+    ],
+)
+def test_converge_bad_input_exits_2_and_creates_nothing(tmp_path, capsys, args, needle) -> None:
+    out = tmp_path / "out"
+    assert main(["converge", *args, "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("causal-pp: error:") and needle in err and len(err.strip().splitlines()) == 1
+    assert not out.exists()
+
+
+def test_merge_bad_sources_exit_2_and_create_nothing(tmp_path, capsys) -> None:
+    assert main(["merge", str(tmp_path / "missing"), "--out", str(tmp_path / "m")]) == 2
+    assert "not a folder" in capsys.readouterr().err
+    (tmp_path / "empty").mkdir()
+    assert main(["merge", str(tmp_path / "empty"), "--out", str(tmp_path / "m")]) == 2
+    assert "holds no cells.jsonl" in capsys.readouterr().err
+    assert not (tmp_path / "m").exists()
 
 
 def test_converge_refuses_a_non_identified_case_without_opt_in(tmp_path) -> None:
     proc = run(["converge", "--case", "bow", "--sizes", "20", "--replicates", "1", "--out", str(tmp_path)])
     assert proc.returncode == 2
     assert "not identifiable" in proc.stderr and "Traceback" not in proc.stderr
-    assert not (tmp_path / "results.jsonl").exists()
+    assert not (tmp_path / "cells.jsonl").exists()
 
 
 def test_converge_unknown_case_exits_2(tmp_path) -> None:

@@ -18,6 +18,7 @@ import torch
 
 from causal_pp import ATE, CausalGraph, CausalPPError, NotIdentifiableError
 from causal_pp.convergence import Study, studies, study, wasserstein1
+from causal_pp.convergence.store import StoreWarning
 
 GRAPH = CausalGraph.parse("U -> X; U -> Y; X -> M -> Y", latent=["U"])
 BOW = CausalGraph.parse("U -> X; U -> Y; X -> Y", latent=["U"])
@@ -134,18 +135,19 @@ def test_interrupted_study_resumes_to_the_same_table(tmp_path: Path) -> None:
     out = tmp_path / "resumed"
     with pytest.raises(KeyboardInterrupt):
         study(_Case("stub", GRAPH, True, fail_after=4), out=out, **kwargs)
-    lines = (out / "results.jsonl").read_text().splitlines()
+    lines = (out / "cells.jsonl").read_text().splitlines()
     assert len(lines) == 4  # the finished cells were kept
-    # a torn write at the kill is dropped on resume
-    with (out / "results.jsonl").open("a") as fh:
-        fh.write('{"target": "stub/ate", "n": 8')
+    # a torn write at the kill is reported and skipped on resume, never swallowing a good line
+    with (out / "cells.jsonl").open("a") as fh:
+        fh.write('{"format": 1, "key": "ab')
     case = _Case("stub", GRAPH, True)
-    resumed = study(case, out=out, **kwargs)
+    with pytest.warns(StoreWarning, match="incomplete line"):
+        resumed = study(case, out=out, **kwargs)
     assert case.model.calls == 9 - 4  # only the missing cells were fitted
     cols = [c for c in full.table.columns if c != "fit_seconds"]
     pd.testing.assert_frame_equal(full.table[cols], resumed.table[cols])
-    assert len((out / "results.jsonl").read_text().splitlines()) == 9
-    assert all(json.loads(x) for x in (out / "results.jsonl").read_text().splitlines())
+    records = [json.loads(x) for x in (out / "cells.jsonl").read_text().splitlines() if x.endswith("}")]
+    assert len(records) == 9 and len({tuple(r["id"]) for r in records}) == 9
 
 
 def test_same_seed_same_numbers_different_seed_different() -> None:
@@ -210,13 +212,13 @@ def test_studies_share_one_fit_per_cell_and_match_study(tmp_path: Path) -> None:
     alone = study(_TwoQueryCase(), "ate", **kwargs).table
     pd.testing.assert_frame_equal(both["ate"].table[cols], alone[cols])
     # Both queries' cells share one results file, and a rerun fits nothing.
-    assert len((tmp_path / "both" / "results.jsonl").read_text().splitlines()) == 8
+    assert len((tmp_path / "both" / "cells.jsonl").read_text().splitlines()) == 8
     again = _TwoQueryCase()
     studies(again, out=tmp_path / "both", **kwargs)
     assert again.model.calls == 0
     # A cell finished for one query only is refitted for the other alone.
-    lines = (tmp_path / "both" / "results.jsonl").read_text().splitlines()
-    (tmp_path / "both" / "results.jsonl").write_text("\n".join(lines[:-1]) + "\n")
+    lines = (tmp_path / "both" / "cells.jsonl").read_text().splitlines()
+    (tmp_path / "both" / "cells.jsonl").write_text("\n".join(lines[:-1]) + "\n")
     third = _TwoQueryCase()
     studies(third, out=tmp_path / "both", **kwargs)
     assert third.model.calls == 1

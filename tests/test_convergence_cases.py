@@ -33,6 +33,7 @@ def frontdoor_ate_sd(p: dict[str, float], n: int) -> float:
     return math.sqrt(p["theta_MY"] ** 2 * var_xm + p["theta_XM"] ** 2 * var_my)
 
 
+@pytest.mark.slow
 def test_frontdoor_ate_and_ett_converge() -> None:
     # One fit per cell answers both: the ATE (interventional) and the ETT (counterfactual,
     # twin worlds with abducted noise). In this linear SCM the ETT equals the ATE, so the
@@ -79,6 +80,7 @@ def test_backdoor_ett_converges() -> None:
     s.assert_converges(tol=3 * backdoor_ate_sd(dict(case.parameters), FRONTDOOR_SIZES[-1]))
 
 
+@pytest.mark.slow
 def test_bow_ate_does_not_converge() -> None:
     case = get_case("bow")
     p = dict(case.parameters)

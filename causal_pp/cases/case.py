@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -141,10 +140,25 @@ class CaseQuery:
         """This query as part of ``case``: a missing truth comes from ``case``'s simulator."""
         if self._truth is not None:
             return self
-        bound = copy.copy(self)
+        # not copy.copy: the pickling state (__getstate__) would freeze an old Monte Carlo truth
+        bound = object.__new__(CaseQuery)
+        bound.__dict__.update(self.__dict__)
         bound.__dict__.pop("_resolved", None)  # a fresh cache: another case, another truth
         object.__setattr__(bound, "_case", case)
         return bound
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Pickled by value (a worker process): a truth or naive answer already computed travels
+        # as its value, so a callable that made it (often a lambda) need not be picklable.
+        state = dict(self.__dict__)
+        if "_resolved" in state:
+            state["_truth"] = state["_resolved"]
+        if "naive" in state:
+            state["_naive"] = state["naive"]
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
 
     def __repr__(self) -> str:
         verdict = "identified" if self.identified else "NOT identified"
@@ -340,6 +354,23 @@ class Case:
     def model(self) -> CausalModel:
         """The Bayesian model to fit: ``CausalModel(case.fn, case.graph)`` (built once)."""
         return CausalModel(self.fn, self.graph)
+
+    # --- pickling -------------------------------------------------------------------------
+    # A registered case pickles by its name (causal_pp.cases.registry); any other by value,
+    # which needs its model, sampler and truths to be picklable (module-level functions).
+
+    _MAPPINGS = ("queries", "parameters", "model_truth", "latent_scale")
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = {k: v for k, v in self.__dict__.items() if k not in ("model", "observed")}  # caches
+        for k in self._MAPPINGS:  # a mappingproxy cannot be pickled; its dict can
+            state[k] = dict(state[k])
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        for k in self._MAPPINGS:
+            state[k] = MappingProxyType(dict(state[k]))
+        self.__dict__.update(state)
 
     def __repr__(self) -> str:
         return f"Case({self.name!r}, graph={self.graph.to_string()!r}, queries={list(self.queries)})"

@@ -4,8 +4,10 @@
 subcommand         what                                                        module
 =================  ==========================================================  ===============
 ``identify``       is a query identifiable from a graph string? (``--json``)   :mod:`.identify`
+``bounds``         the posterior of sharp bounds on a refused query (``--json``)  :mod:`.bounds`
 ``cases``          the built-in ground-truth cases                             :mod:`.cases`
 ``converge``       a convergence study on built-in cases (``--json``)          :mod:`.converge`
+``merge``          gather results folders (shards) of converge runs into one   :mod:`.merge`
 =================  ==========================================================  ===============
 
 Exit status: 0 done (identified); 1 the query is not identified; 2 bad input -- one line on
@@ -24,12 +26,12 @@ from collections.abc import Sequence
 
 from ..errors import CausalPPError
 from ..version import __version__
-from . import cases, converge, identify
+from . import bounds, cases, converge, identify, merge
 from .common import EXIT_ERROR, EXIT_INTERNAL, EXIT_INTERRUPTED, OneLineParser, UsageError
 
 __all__ = ["build_parser", "main"]
 
-SUBCOMMANDS = (identify, cases, converge)
+SUBCOMMANDS = (identify, bounds, cases, converge, merge)
 
 
 def build_parser() -> argparse.ArgumentParser:

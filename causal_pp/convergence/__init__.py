@@ -5,20 +5,49 @@ latent variable model under the posterior is a consistent estimator of it, even 
 parameters are not identifiable. A study checks this empirically: an identified query's error
 shrinks with N (negative log-log slope); a non-identified one stalls at its confounding bias.
 
-==========================  ==========================================================  ============
+==========================  ==========================================================  ==============
 concept                     what                                                        module
-==========================  ==========================================================  ============
-:func:`study`, :func:`studies`, :class:`Study`  the grid of sizes x replicates, its table    :mod:`.study`
+==========================  ==========================================================  ==============
+:func:`study`, `studies`    the public entry points                                     :mod:`.study`
+:class:`Study`              a study's table, summary (flagged cells per N), assertions  :mod:`.result`
+grid runner                 settings per target, reuse, claims, executor, assembly      :mod:`.grid`
 targets                     a case's query or a user's model, with its truth            :mod:`.targets`
-cells                       simulate, fit once, estimate every target; W1, coverage     :mod:`.cells`
+fingerprints                the code and parameters behind a target, hashed             :mod:`.identity`
+cells                       simulate, fit once, estimate every target; diagnostics      :mod:`.cells`
+executors                   serial, process pool, Ray; the executor table               :mod:`.executors`
+results store               :class:`ResultStore`: cells keyed by their settings         :mod:`.store`
+settings keys               :class:`Settings`, ``settings_key``, ``diff_settings``      :mod:`.keys`
+file format, reader         records of ``cells.jsonl``; the incremental reader          :mod:`.records`, :mod:`.index`
+locks, claims               ``flock``, per-cell claims so no cell is computed twice     :mod:`.locks`, :mod:`.claims`
+merging                     shards of a study from several folders into one            :mod:`.merge`
 report                      error-vs-N plot, predictive densities, ``report.md``        :mod:`.report`
-==========================  ==========================================================  ============
+==========================  ==========================================================  ==============
 """
 
 from __future__ import annotations
 
 from .cells import wasserstein1
+from .executors import EXECUTORS, Executor, ProcessExecutor, RayExecutor, SerialExecutor, register_executor
+from .merge import merge_results
 from .report import plot_studies, write_report
-from .study import Study, studies, study
+from .result import Study
+from .store import ResultStore, Settings
+from .study import studies, study
 
-__all__ = ["Study", "plot_studies", "studies", "study", "wasserstein1", "write_report"]
+__all__ = [
+    "EXECUTORS",
+    "Executor",
+    "ProcessExecutor",
+    "RayExecutor",
+    "ResultStore",
+    "SerialExecutor",
+    "Settings",
+    "Study",
+    "merge_results",
+    "plot_studies",
+    "register_executor",
+    "studies",
+    "study",
+    "wasserstein1",
+    "write_report",
+]

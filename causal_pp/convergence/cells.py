@@ -1,24 +1,65 @@
-"""One cell of a convergence study: simulate a data set, fit once, estimate every target on it."""
+"""One cell of a convergence study: simulate a data set, fit once, estimate every target on it.
+
+A cell records the estimate against the truth, the fit's diagnostics and the estimate's own,
+and why it is flagged (``flags``): what the fitting method itself calls a problem (an SVI loss
+still falling, a degenerate importance correction, NUTS R-hat, ESS or divergences -- see
+``FitMethod.problems``) and every causal_pp warning of the estimate (e.g. a small likelihood-
+weighting ESS). A fit that raises :class:`~causal_pp.errors.InferenceError` is recorded as a
+failed cell (flagged, no estimate), not a crash of the study.
+
+A cell runs on one torch thread whatever executor runs it, so its numbers do not depend on the
+executor, the number of workers or the machine's core count.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import time
-from collections.abc import Iterable, Sequence
+import warnings
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from ..errors import CausalPPError
+from ..errors import CausalPPError, InferenceError
 from ..estimation import outcome_predictive
+from ..inference.methods import make_method
+from ..runtime import num_threads
 from .targets import Target, derive_cell_seed
 
-__all__ = ["DRAW_KEYS", "PREDICTIVE_KEEP", "cell_record", "predictive_outcome", "run_cell", "wasserstein1"]
+__all__ = [
+    "CELL_FORMAT",
+    "DRAW_KEYS",
+    "NESTED_KEYS",
+    "PREDICTIVE_KEEP",
+    "TIMING_KEYS",
+    "CellTask",
+    "cell_record",
+    "compute_task",
+    "estimate_diagnostics",
+    "failed_record",
+    "plain_diagnostics",
+    "predictive_outcome",
+    "run_cell",
+    "wasserstein1",
+]
 
 
 PREDICTIVE_KEEP = 400  # posterior-predictive draws kept per cell for density plots
 
+#: Version of the cell layout; part of the settings key, so cells of another layout are not reused.
+CELL_FORMAT = 2
 
 DRAW_KEYS = ("predictive", "truth_predictive")
+#: Fields that hold the cell as nested data, not table columns.
+NESTED_KEYS = ("fit_diagnostics", "estimate_diagnostics", "warnings", "flags")
+#: Wall-clock fields: the only ones that differ between two runs of the same cell.
+TIMING_KEYS = ("fit_seconds", "time_s", "is_time_s")
+
+_MAX_LIST = 32  # longer lists (loss curves, per-draw values) are not kept in a cell
+_MAX_WARNINGS = 10
+_MC_FIELDS = ("mc_se", "mc_fraction", "mc_sd", "mc_error", "mc_draws", "mc_units")
 
 
 def wasserstein1(a: Iterable[float], b: Iterable[float]) -> float:
@@ -48,6 +89,149 @@ def predictive_outcome(estimate: Any, query: Any) -> np.ndarray | None:
     return np.asarray(value.detach().cpu() if hasattr(value, "detach") else value, dtype=float).ravel()
 
 
+def _scalar(value: Any) -> tuple[bool, Any]:
+    """(is it a scalar, its plain value): tensors and numpy values of one element become numbers."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return True, value
+    if isinstance(value, np.generic):
+        return True, value.item()
+    numel = getattr(value, "numel", None)
+    if callable(numel) and numel() == 1 and hasattr(value, "item"):
+        return True, value.item()
+    if isinstance(value, np.ndarray) and value.size == 1:
+        return True, value.item()
+    return False, None
+
+
+def plain_diagnostics(diagnostics: Mapping[str, Any]) -> dict[str, Any]:
+    """Diagnostics as plain data for a cell: scalars, short lists and per-site tables of scalars.
+
+    Long arrays (a loss curve, per-draw values) are left out: a cell stays a line of a few kB.
+
+    Examples
+    --------
+    >>> import torch
+    >>> plain_diagnostics({"converged": True, "final_loss": torch.tensor(1.5), "loss": list(range(500)),
+    ...                    "r_hat": {"a": 1.01}, "restart_losses": (3.0, 2.0)})
+    {'converged': True, 'final_loss': 1.5, 'r_hat': {'a': 1.01}, 'restart_losses': [3.0, 2.0]}
+    """
+    out: dict[str, Any] = {}
+    for key, value in diagnostics.items():
+        ok, plain = _scalar(value)
+        if ok:
+            out[str(key)] = plain
+        elif isinstance(value, (list, tuple)) and len(value) <= _MAX_LIST:
+            items = [_scalar(v) for v in value]
+            if all(ok for ok, _ in items):
+                out[str(key)] = [v for _, v in items]
+        elif isinstance(value, Mapping) and len(value) <= 4 * _MAX_LIST:
+            items = {str(k): _scalar(v) for k, v in value.items()}
+            if all(ok for ok, _ in items.values()):
+                out[str(key)] = {k: v for k, (_, v) in items.items()}
+    return out
+
+
+def estimate_diagnostics(est: Any) -> dict[str, Any]:
+    """The estimate's own diagnostics: R-hat/ESS of its draws, likelihood-weight ESS, Monte Carlo error.
+
+    Reads whatever the estimate has (``diagnostics``, ``ess``, ``mc_*`` fields); none is required.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from causal_pp import ATE
+    >>> from causal_pp.posterior import Estimate
+    >>> est = Estimate(ATE("X", "Y"), samples=torch.zeros(2), predictive={}, identified=True,
+    ...                identification=None, plugin=0.0, num_units=10, seed=0, ess=torch.tensor([4.0, 6.0]))
+    >>> {k: v for k, v in estimate_diagnostics(est).items() if k.startswith("weights")}
+    {'weights_ess_mean': 5.0, 'weights_ess_min': 4.0}
+    """
+    out: dict[str, Any] = {}
+    try:
+        diag = getattr(est, "diagnostics", None)
+    except (CausalPPError, RuntimeError, ValueError):  # a diagnostic that cannot be computed is left out
+        diag = None
+    if isinstance(diag, Mapping):
+        out.update(plain_diagnostics(diag))
+    ess = getattr(est, "ess", None)
+    if ess is not None and hasattr(ess, "double") and ess.numel():
+        out["weights_ess_mean"] = float(ess.double().mean())
+        out["weights_ess_min"] = float(ess.double().min())
+    names = list(_MC_FIELDS)
+    if dataclasses.is_dataclass(est):
+        names += [f.name for f in dataclasses.fields(est) if f.name.startswith("mc_") and f.name not in names]
+    for name in names:
+        ok, value = _scalar(getattr(est, name, None))
+        if ok and value is not None:
+            out[name] = value
+    return out
+
+
+@dataclass(frozen=True)
+class CellTask:
+    """One (N, replicate) cell of a grid and every target estimated from its fit: what a worker runs.
+
+    Examples
+    --------
+    >>> CellTask((), 50, 0, seed=0, method="svi", device="cpu", prob=0.94, num_units=100,
+    ...          allow_unidentified=False).n
+    50
+    """
+
+    targets: tuple[Target, ...]
+    n: int
+    replicate: int
+    seed: int
+    method: str
+    device: str
+    prob: float
+    num_units: int | None
+    allow_unidentified: bool
+    fit_kwargs: Mapping[str, Any] = field(default_factory=dict)
+
+
+def compute_task(task: CellTask) -> list[dict[str, Any]]:
+    """Run a :class:`CellTask` (in this process or a worker): one cell per target.
+
+    Examples
+    --------
+    >>> compute_task(CellTask((), 50, 0, seed=0, method="svi", device="cpu", prob=0.94,
+    ...                       num_units=100, allow_unidentified=False))
+    []
+    """
+    if not task.targets:
+        return []
+    return run_cell(
+        task.targets,
+        task.n,
+        task.replicate,
+        seed=task.seed,
+        method=task.method,
+        device=task.device,
+        prob=task.prob,
+        num_units=task.num_units,
+        allow_unidentified=task.allow_unidentified,
+        fit_kwargs=dict(task.fit_kwargs),
+    )
+
+
+def _messages(caught: Sequence[warnings.WarningMessage]) -> list[str]:
+    return [str(w.message)[:500] for w in caught if issubclass(w.category, UserWarning)][:_MAX_WARNINGS]
+
+
+def _fit_flags(
+    method: str, fit_kwargs: Mapping[str, Any], diagnostics: Mapping[str, Any], fit_warnings: list[str]
+) -> list[str]:
+    """What the fitting method itself calls a problem in these diagnostics."""
+    if diagnostics:
+        try:
+            problems, _ = make_method(method, fit_kwargs).problems(diagnostics)
+            return [f"fit: {p}" for p in problems]
+        except (KeyError, TypeError, ValueError, CausalPPError):
+            pass  # diagnostics of another shape: fall back on the fit's own warnings
+    return [f"fit: {m}" for m in fit_warnings if "unreliable" in m]
+
+
 def run_cell(
     targets: Sequence[Target],
     n: int,
@@ -57,35 +241,127 @@ def run_cell(
     method: str,
     device: str,
     prob: float,
-    num_units: int,
+    num_units: int | None,
     allow_unidentified: bool,
     fit_kwargs: dict[str, Any],
 ) -> list[dict[str, Any]]:
-    """Simulate one data set, fit the model once, and estimate every target's query on it."""
-    import warnings
+    """Simulate one data set, fit the model once, and estimate every target's query on it.
 
+    Examples
+    --------
+    >>> from causal_pp.cases import get_case
+    >>> from causal_pp.convergence.targets import resolve_target
+    >>> t = resolve_target(get_case("frontdoor"), "ate", None, None, None)
+    >>> (cell,) = run_cell([t], 30, 0, seed=0, method="svi", device="cpu", prob=0.94, num_units=50,
+    ...                    allow_unidentified=False, fit_kwargs={"num_steps": 8, "restarts": 1,
+    ...                    "num_samples": 20})  # doctest: +SKIP
+    >>> cell["flagged"]  # doctest: +SKIP
+    True
+    """
     cell_seed = derive_cell_seed(seed, n, replicate)
     data = targets[0].simulate(n, seed=cell_seed)
+    common = {"fit_seconds": 0.0, "shared_fit": len(targets) > 1}
     t0 = time.perf_counter()
-    with warnings.catch_warnings():
-        # Per-cell diagnostics are recorded in the table; a warning per cell would drown the bar.
-        warnings.simplefilter("ignore")
-        posterior = targets[0].model.fit(
-            data, method=method, seed=cell_seed, device=device, progress_bar=False, **fit_kwargs
-        )
-    fit_time = time.perf_counter() - t0
+    with num_threads(1), warnings.catch_warnings(record=True) as caught:
+        # Warnings are recorded in the cell (a warning per cell would drown the progress bar).
+        warnings.simplefilter("always")
+        try:
+            posterior = targets[0].model.fit(
+                data, method=method, seed=cell_seed, device=device, progress_bar=False, **fit_kwargs
+            )
+        except InferenceError as err:
+            posterior, error = None, f"{type(err).__name__}: {err}"
+    common["fit_seconds"] = time.perf_counter() - t0
+    fit_warnings = _messages(caught)
+    if posterior is None:
+        return [
+            failed_record(t, n, replicate, seed=seed, cell_seed=cell_seed, method=method, error=error)
+            | common
+            | {"warnings": fit_warnings}
+            for t in targets
+        ]
+    fit_diag = plain_diagnostics(getattr(posterior, "diagnostics", None) or {})
+    fit_flags = _fit_flags(method, fit_kwargs, getattr(posterior, "diagnostics", None) or {}, fit_warnings)
     cells = []
     for target in targets:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            est = posterior.estimate(
-                target.query, num_units=num_units, seed=cell_seed, allow_unidentified=allow_unidentified
+        with num_threads(1), warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            try:
+                est = posterior.estimate(
+                    target.query, num_units=num_units, seed=cell_seed, allow_unidentified=allow_unidentified
+                )
+            except InferenceError as err:
+                est, error = None, f"{type(err).__name__}: {err}"
+        est_warnings = _messages(caught)
+        if est is None:
+            record = failed_record(
+                target, n, replicate, seed=seed, cell_seed=cell_seed, method=method, error=error
             )
-        cells.append(
-            cell_record(target, est, n, replicate, seed=seed, cell_seed=cell_seed, method=method, prob=prob)
-            | {"fit_seconds": fit_time, "shared_fit": len(targets) > 1}
-        )
+        else:
+            record = cell_record(
+                target, est, n, replicate, seed=seed, cell_seed=cell_seed, method=method, prob=prob
+            )
+            # The notice that a query is not identified is the cell's `identified`, not a flag.
+            est_flags = [
+                f"estimate: {m}"
+                for m in est_warnings
+                if m.startswith("causal_pp") and "NOT identifiable" not in m
+            ]
+            record["flags"] = fit_flags + est_flags
+            record["flagged"] = bool(record["flags"])
+            record["estimate_diagnostics"] = estimate_diagnostics(est)
+        record["fit_diagnostics"] = fit_diag
+        record["warnings"] = fit_warnings + est_warnings
+        cells.append(record | common)
     return cells
+
+
+def _identity(
+    target: Target, n: int, replicate: int, *, seed: int, cell_seed: int, method: str
+) -> dict[str, Any]:
+    return {
+        "target": target.name,
+        "method": method,
+        "seed": seed,
+        "n": n,
+        "replicate": replicate,
+        "cell_seed": cell_seed,
+        "truth": target.truth,
+        "identified": target.identified,
+    }
+
+
+def failed_record(
+    target: Target, n: int, replicate: int, *, seed: int, cell_seed: int, method: str, error: str
+) -> dict[str, Any]:
+    """The cell of a failed fit or estimate: flagged, with the error and no estimate.
+
+    Examples
+    --------
+    >>> from causal_pp.cases import get_case
+    >>> from causal_pp.convergence.targets import resolve_target
+    >>> t = resolve_target(get_case("bow"), "ate", None, None, None)
+    >>> cell = failed_record(t, 50, 0, seed=0, cell_seed=1, method="svi", error="InferenceError: no")
+    >>> cell["failed"], cell["flagged"], cell["mean"]
+    (True, True, None)
+    """
+    out = _identity(target, n, replicate, seed=seed, cell_seed=cell_seed, method=method)
+    nothing = ("mean", "sd", "lo", "hi", "abs_error", "plugin", "plugin_abs_error", "wasserstein")
+    return (
+        out
+        | dict.fromkeys(nothing)
+        | {
+            "covered": None,
+            "predictive": [],
+            "truth_predictive": [],
+            "failed": True,
+            "error": error,
+            "flags": [f"failed: {error}"],
+            "flagged": True,
+            "fit_diagnostics": {},
+            "estimate_diagnostics": {},
+        }
+    )
 
 
 def cell_record(
@@ -99,6 +375,7 @@ def cell_record(
     method: str,
     prob: float,
 ) -> dict[str, Any]:
+    """The cell of an estimate: errors against the truth, coverage, W1, kept predictive draws."""
     lo, hi = est.interval(prob)
     pred = predictive_outcome(est, target.query)
     w1 = None
@@ -117,24 +394,23 @@ def cell_record(
         else []
     )
     plugin = getattr(est, "plugin", None)
-    return {
-        "target": target.name,
-        "method": method,
-        "seed": seed,
-        "n": n,
-        "replicate": replicate,
-        "cell_seed": cell_seed,
-        "truth": target.truth,
-        "identified": target.identified,
+    return _identity(target, n, replicate, seed=seed, cell_seed=cell_seed, method=method) | {
         "mean": float(est.mean),
         "sd": float(est.std),
         "lo": float(lo),
         "hi": float(hi),
         "abs_error": abs(float(est.mean) - target.truth),
         "plugin": None if plugin is None else float(plugin),
+        "units": None if getattr(est, "num_units", None) is None else int(est.num_units),
+        "mc_fraction": getattr(est, "mc_fraction", None),
+        "mc_capped": bool(getattr(est, "mc_capped", False)),
         "plugin_abs_error": None if plugin is None else abs(float(plugin) - target.truth),
         "wasserstein": w1,
         "covered": bool(lo <= target.truth <= hi),
         "predictive": keep,
         "truth_predictive": keep_truth,
+        "failed": False,
+        "error": None,
+        "flags": [],
+        "flagged": False,
     }

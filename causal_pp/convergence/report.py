@@ -15,7 +15,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from .study import Study
 
-__all__ = ["plot_studies", "write_report"]
+__all__ = ["flagged_mask", "plot_studies", "write_report"]
 
 
 def plot_studies(studies: Sequence[Study]) -> matplotlib.figure.Figure:
@@ -31,13 +31,20 @@ def plot_studies(studies: Sequence[Study]) -> matplotlib.figure.Figure:
     for spare in axes[panels:]:
         spare.set_visible(False)
     ax = axes[0]
+    any_flagged = False
     for k, s in enumerate(studies):
         color = f"C{k}"
         t = s.table
+        flagged = flagged_mask(t)
         label = f"{s.target} ({'identified' if s.identified else 'NOT identified'})"
-        ax.scatter(t["n"], t["abs_error"], color=color, alpha=0.35, s=14)
+        ax.scatter(t.loc[~flagged, "n"], t.loc[~flagged, "abs_error"], color=color, alpha=0.35, s=14)
+        # A cell that failed a diagnostic is drawn, but as a red cross: it is not evidence.
+        ax.scatter(t.loc[flagged, "n"], t.loc[flagged, "abs_error"], color="red", marker="x", s=28, zorder=3)
+        any_flagged = any_flagged or bool(flagged.any())
         m = t.groupby("n")["abs_error"].mean()
         ax.plot(m.index, m.values, "-o", color=color, label=label)
+    if any_flagged:
+        ax.scatter([], [], color="red", marker="x", label="flagged cell (failed a diagnostic)")
     ax.set_xscale("log")
     ax.set_yscale("log")
     sizes_all = sorted({int(n) for s in studies for n in s.table["n"]})
@@ -84,6 +91,19 @@ def plot_studies(studies: Sequence[Study]) -> matplotlib.figure.Figure:
     return fig
 
 
+def flagged_mask(table: pd.DataFrame) -> pd.Series:
+    """Which rows of a study's table failed a diagnostic (all False for a table without the column).
+
+    Examples
+    --------
+    >>> flagged_mask(pd.DataFrame({"flagged": [True, None, False]})).tolist()
+    [True, False, False]
+    """
+    if "flagged" not in table.columns:
+        return pd.Series(False, index=table.index)
+    return table["flagged"].fillna(False).astype(bool)
+
+
 def histogram_bins(predictive: Sequence[float], truth: Sequence[float]) -> np.ndarray:
     """Histogram edges shared by the truth and the predictive draws.
 
@@ -111,7 +131,10 @@ def _interval_panel(ax: Any, s: Study) -> None:
     x = np.array(
         [pos[n] + 0.7 * ((r + 0.5) / reps - 0.5) for n, r in zip(t["n"], t["replicate"], strict=True)]
     )
-    ax.vlines(x, t["lo"], t["hi"], color="C0", linewidth=1.2, label=f"{int(s.prob * 100)}% credible interval")
+    colors = np.where(flagged_mask(t).to_numpy(), "red", "C0")
+    ax.vlines(
+        x, t["lo"], t["hi"], colors=colors, linewidth=1.2, label=f"{int(s.prob * 100)}% credible interval"
+    )
     ax.plot(x, t["mean"], "o", color="C0", markersize=3, label="posterior mean")
     ax.axhline(s.truth, color="k", linestyle="--", linewidth=1, label=f"truth = {s.truth:.4g}")
     ax.set_xticks(range(len(sizes)), [str(n) for n in sizes])
@@ -129,6 +152,23 @@ def _md_table(df: pd.DataFrame) -> str:
         cells = [f"{v:.4g}" if isinstance(v, float) else str(v) for v in row]
         lines.append("| " + " | ".join([str(idx), *cells]) + " |")
     return "\n".join(lines)
+
+
+_REPORTED_FLAGS = 20
+
+
+def _flagged_section(s: Study) -> list[str]:
+    """The cells that failed a diagnostic, with the reasons (the plot marks them with red crosses)."""
+    t = s.table
+    mask = flagged_mask(t)
+    if not mask.any():
+        return ["every cell passed its fit and estimate diagnostics", ""]
+    lines = [f"**{int(mask.sum())} flagged cell(s)** (failed a diagnostic; red crosses in the plot):", ""]
+    for _, row in t.loc[mask].head(_REPORTED_FLAGS).iterrows():
+        lines.append(f"- N={row['n']}, replicate {row['replicate']}: {row.get('flags', '')}")
+    if mask.sum() > _REPORTED_FLAGS:
+        lines.append(f"- ... and {int(mask.sum()) - _REPORTED_FLAGS} more (see the study's table)")
+    return [*lines, ""]
 
 
 def write_report(studies: Sequence[Study], out: str | Path) -> list[Path]:
@@ -158,8 +198,11 @@ def write_report(studies: Sequence[Study], out: str | Path) -> list[Path]:
         if "slope" in summ.attrs:
             sl, lo, hi = summ.attrs["slope"]
             parts += [f"log-log slope of |error| vs N: {sl:.3f} (95% CI {lo:.3f} .. {hi:.3f})", ""]
+        parts += _flagged_section(s)
         parts += [
-            f"method {s.meta.get('method')}, seed {s.meta.get('seed')}, device {s.meta.get('device')}",
+            f"method {s.meta.get('method')}, seed {s.meta.get('seed')}, device {s.meta.get('device')}, "
+            f"fit options {s.meta.get('fit_kwargs') or '{}'}, executor {s.meta.get('executor', 'serial')}; "
+            f"settings key `{str((s.meta.get('settings_keys') or {}).get(s.target, ''))[:16]}`",
             "",
         ]
     if studies:

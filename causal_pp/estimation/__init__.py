@@ -10,7 +10,10 @@ the tables                             query type -> estimator; -> the outcome d
                                        for ``given``; common random numbers across arms
 ``Counterfactual``, ``ETT``, ``PN``,   abduction, action, prediction in twin worlds with          :mod:`.counterfactual`
 ``PS``, ``PNS``                        shared noise
-vectorised simulation                  every posterior draw at once, in chunks                   :mod:`.simulate`
+vectorised simulation                  every posterior draw at once, in chunks; keyed noise;     :mod:`.simulate`
+                                       Rao-Blackwellised outcome means
+Monte Carlo error                      per-draw MC variance from unit contributions; how many    :mod:`.montecarlo`
+                                       units are enough (stopping rule, caps)
 weights                                per-unit log-weights, ESS, resampling                     :mod:`.weighting`
 =====================================  ========================================================  =====================
 
@@ -27,11 +30,15 @@ from . import interventional as _interventional  # noqa: F401  (registers Interv
 from .counterfactual import estimate_counterfactual
 from .dispatch import EstimateOptions, estimator, make_options, outcome_predictive
 from .interventional import arm_key
+from .montecarlo import DEFAULT_MC_FRACTION, MAX_UNITS, MAX_WORK
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..posterior import CausalPosterior, Estimate
 
 __all__ = [
+    "DEFAULT_MC_FRACTION",
+    "MAX_UNITS",
+    "MAX_WORK",
     "EstimateOptions",
     "arm_key",
     "estimate",
@@ -46,10 +53,12 @@ def estimate(
     query: Any,
     *,
     num_samples: int | None = None,
-    num_units: int = 1000,
+    num_units: int | None = None,
     seed: int = 0,
     allow_unidentified: bool = False,
     assume_monotonic: bool = False,
+    mc_fraction: float = DEFAULT_MC_FRACTION,
+    max_units: int | None = None,
 ) -> Estimate:
     """Estimate a causal query from a fitted posterior; see :meth:`causal_pp.CausalPosterior.estimate`.
 
@@ -65,8 +74,9 @@ def estimate(
     >>> post = CausalPosterior(model=CausalModel(linear, CausalGraph.parse("X -> Y")),
     ...                        samples={"b": torch.tensor([0.9, 1.1])},
     ...                        data={"X": torch.zeros(2), "Y": torch.zeros(2)}, diagnostics={}, method="given", seed=0)
-    >>> [round(v, 3) for v in estimate(post, ATE("X", "Y"), num_units=50).samples.tolist()]
-    [0.9, 1.1]
+    >>> est = estimate(post, ATE("X", "Y"))
+    >>> [round(v, 3) for v in est.samples.tolist()], est.mc_fraction  # exact per draw: no MC error
+    ([0.9, 1.1], 0.0)
     """
     options = make_options(
         num_samples=num_samples,
@@ -74,5 +84,7 @@ def estimate(
         seed=seed,
         allow_unidentified=allow_unidentified,
         assume_monotonic=assume_monotonic,
+        mc_fraction=mc_fraction,
+        max_units=max_units,
     )
     return estimator(query, posterior, options)

@@ -3,7 +3,7 @@
 For every posterior draw of the global parameters (all draws at once, under a vectorising plate,
 in chunks):
 
-1. **Abduction** on the single-world model: ``num_units`` fresh units are simulated with their
+1. **Abduction** on the single-world model: fresh units are simulated with their
    noise rewritten by :class:`~causal_pp.handlers.SharedNoise`; latent noise comes from its prior,
    the noise of each evidence site from its exact conditional given the evidence and the unit's
    parents, and the unit gets the log-weight ``sum log p(evidence | parents)`` (likelihood
@@ -15,6 +15,13 @@ in chunks):
    of the two arms (same noise in both); for a :class:`~causal_pp.PNS`, which has no factual
    evidence, the share of units that have the outcome in the treated world *and* lack it in
    the control world (two counterfactual worlds on the same noise).
+
+The functional is a weighted mean over units, so each draw's carries Monte Carlo error; it is
+measured from the units' contributions (self-normalised importance sampling: it grows as the
+weights' ESS falls) and units are added in batches until it is small (:mod:`.montecarlo`). The
+noise of abduction is drawn by :class:`~causal_pp.handlers.KeyedNoise` as stratified antithetic
+replicates (a uniform threshold's stratified uniforms make an indicator's mean nearly exact).
+The counterfactual outcome is not Rao-Blackwellised: its noise is shared between the worlds.
 
 Abduction runs on the single-world model and the twin program is used only for prediction:
 ChiRho 0.3.0 counts noise priors once per world in twin inference (``shared/notes/
@@ -36,14 +43,17 @@ from chirho.indexed.ops import IndexSet, gather
 from pyro import poutine
 
 from ..errors import InferenceError, QueryError, warn
-from ..handlers import WORLD, SharedNoise, intervene
+from ..handlers import WORLD, KeyedNoise, SharedNoise, intervene
+from ..handlers.keyed_noise import replicates_for, stream_key
 from ..identification import identify_counterfactual
 from ..posterior import Estimate
 from ..queries import ETT, PN, PNS, PS, Counterfactual, CounterfactualQuery
-from ..runtime import child_seeds, on_device, seeded
+from ..runtime import on_device, seeded
 from .dispatch import EstimateOptions, estimator, make_options
-from .simulate import chunks, select_draws, vectorized
-from .weighting import ess, resample, weighted_mean
+from .montecarlo import DEFAULT_MC_FRACTION, Tally, simulate_until
+from .montecarlo import Plan as McPlan
+from .simulate import check_query_values, chunks, select_draws, vectorized
+from .weighting import resample
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..posterior import CausalPosterior
@@ -70,13 +80,21 @@ def abduct(
     cond: Mapping[str, torch.Tensor],
     num: int,
     num_units: int,
+    key: int = 0,
+    stratify: bool = False,
 ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
-    """Single-world run: noise of fresh units (prior for latents, abducted for evidence) and log weights."""
+    """Single-world run: noise of fresh units (prior for latents, abducted for evidence) and log weights.
+
+    Every noise site draws from a stream keyed by ``(key, site name)``
+    (:class:`~causal_pp.handlers.KeyedNoise`), in stratified antithetic replicates if ``stratify``
+    (:func:`~causal_pp.handlers.keyed_noise.replicates_for`).
+    """
     P = post.structure.max_plate_nesting
     handler = SharedNoise(evidence)
     with (
         torch.no_grad(),
         pyro.validation_enabled(False),
+        KeyedNoise(key, replicates=replicates_for(num_units) if stratify else None, device=post.device),
         pyro.plate("_draws", num, dim=-(P + 1)),
         poutine.condition(data=dict(cond)),
     ):
@@ -185,10 +203,12 @@ def estimate_counterfactual(
     query: CounterfactualQuery,
     *,
     num_samples: int | None = None,
-    num_units: int = 1000,
+    num_units: int | None = None,
     seed: int = 0,
     allow_unidentified: bool = False,
     assume_monotonic: bool = False,
+    mc_fraction: float = DEFAULT_MC_FRACTION,
+    max_units: int | None = None,
 ) -> Estimate:
     """Estimate a counterfactual query from a posterior by abduction, action and prediction.
 
@@ -225,6 +245,8 @@ def estimate_counterfactual(
         seed=seed,
         allow_unidentified=allow_unidentified,
         assume_monotonic=assume_monotonic,
+        mc_fraction=mc_fraction,
+        max_units=max_units,
     )
     return _estimate(post, query, options)
 
@@ -244,17 +266,25 @@ def _gate(post: CausalPosterior, query: CounterfactualQuery, p: Plan, options: E
                 f"{query} observes {z!r}, a pyro.deterministic site: it has no density, so its noise "
                 "cannot be abducted. Give it a noise distribution (pyro.sample) to condition on it."
             )
+    pairs = [("do", k, v) for arm in p.arms for k, v in arm.items()]
+    check_query_values(post, pairs + [("factual", k, v) for k, v in p.evidence.items()])
     return ident
 
 
 def _run(
-    post: CausalPosterior, p: Plan, part: Mapping[str, torch.Tensor], num: int, num_units: int, seed: int
+    post: CausalPosterior,
+    p: Plan,
+    part: Mapping[str, torch.Tensor],
+    num: int,
+    num_units: int,
+    key: int,
+    stratify: bool,
 ) -> tuple[list[dict[str, torch.Tensor]], torch.Tensor]:
     """Abduction then prediction in every arm, for one chunk of ``num`` draws."""
     outcomes = tuple(p.outcome)
     cond = vectorized(post, part, num)
-    with seeded(seed, post.device), on_device(post.device):
-        noise, logw = abduct(post, p.evidence, cond, num, num_units)
+    with seeded(key, post.device), on_device(post.device):
+        noise, logw = abduct(post, p.evidence, cond, num, num_units, key, stratify)
         out = []
         for act in p.arms:
             _, cf = predict(post, act, cond, noise, num, num_units, outcomes)
@@ -262,69 +292,111 @@ def _run(
     return out, logw.cpu()
 
 
-def _combine(p: Plan, per_arm: list[Mapping[str, torch.Tensor]], lw: torch.Tensor) -> torch.Tensor:
-    """The functional per draw, from every arm's counterfactual outcomes and the weights."""
+def _signs(p: Plan) -> tuple[float, ...]:
+    return (1.0, -1.0) if p.how == "difference" else (1.0,)
+
+
+def _contributions(p: Plan, per_arm: list[Mapping[str, torch.Tensor]]) -> torch.Tensor:
+    """Per unit, each term's contribution ``(terms, draws, units, columns)``.
+
+    PNS: the indicator that the same unit has the outcome when treated AND lacks it under
+    control (one term); otherwise the counterfactual outcome (or its event's indicator) per arm.
+    """
     outcomes = tuple(p.outcome)
     if p.how == "joint":
-        # PNS: the same unit has the outcome when treated AND lacks it under control.
         y = outcomes[0]
         both = (per_arm[0][y].double() == p.joint[0]) & (per_arm[1][y].double() == p.joint[1])
-        return weighted_mean(both.double(), lw).unsqueeze(1)
-    funcs = []
+        return both.double().unsqueeze(0).unsqueeze(-1)
+    terms = []
     for vs in per_arm:
         cols = []
         for y in outcomes:
             v, ev = vs[y].double(), p.outcome[y]
-            cols.append(weighted_mean(v if ev is None else (v == ev).double(), lw))
-        funcs.append(torch.stack(cols, 1))
-    return funcs[0] - funcs[1] if p.how == "difference" else funcs[0]
+            cols.append(v if ev is None else (v == ev).double())
+        terms.append(torch.stack(cols, -1))
+    return torch.stack(terms)
+
+
+@dataclass
+class _Kept:
+    values: list[dict[str, list[torch.Tensor]]]
+    logws: list[torch.Tensor]
+
+
+def _simulate(
+    post: CausalPosterior,
+    p: Plan,
+    draws: Mapping[str, torch.Tensor],
+    num_units: int,
+    key: int,
+    tally: Tally,
+    stratify: bool,
+    keep: bool,
+) -> _Kept:
+    """One batch of ``num_units`` units for every draw, in chunks of draws, into ``tally``."""
+    S = tally.draws
+    outcomes = tuple(p.outcome)
+    starts = chunks(S, num_units, post.structure, budget=2**22)
+    kept = _Kept([{y: [] for y in outcomes} for _ in p.arms], [])
+    for j, start in enumerate(starts):
+        stop = starts[j + 1] if j + 1 < len(starts) else S
+        part = {k: v[start:stop] for k, v in draws.items()}
+        out, lw = _run(post, p, part, stop - start, num_units, stream_key(key, j), stratify)
+        c = _contributions(p, out)
+        blocks = replicates_for(num_units) if stratify else None
+        weights = lw.unsqueeze(0).expand(c.shape[0], -1, -1)
+        tally.add(c, weights, slice(start, stop), blocks, compare=keep and blocks is not None)
+        if keep:
+            for a in range(len(p.arms)):
+                for y in outcomes:
+                    kept.values[a][y].append(out[a][y])
+            kept.logws.append(lw)
+    return kept
 
 
 def _estimate(post: CausalPosterior, query: CounterfactualQuery, options: EstimateOptions) -> Estimate:
     p = plan(query)
     ident = _gate(post, query, p, options)
-    outcomes, num_units = tuple(p.outcome), options.num_units
+    outcomes = tuple(p.outcome)
     idx, chains = select_draws(post, options.num_samples)
     draws = {k: (v if idx is None else v[idx.to(v.device)]) for k, v in post.samples.items()}
     S = next(iter(draws.values())).shape[0] if draws else post.num_draws
-    starts = chunks(S, num_units, post.structure, budget=2**22)
-    seeds = child_seeds(options.seed, len(starts) + 2)
-    vals: list[dict[str, list[torch.Tensor]]] = [{y: [] for y in outcomes} for _ in p.arms]
-    logws: list[torch.Tensor] = []
-    for j, start in enumerate(starts):
-        stop = starts[j + 1] if j + 1 < len(starts) else S
-        out, lw = _run(
-            post, p, {k: v[start:stop] for k, v in draws.items()}, stop - start, num_units, seeds[j]
-        )
-        for a in range(len(p.arms)):
-            for y in outcomes:
-                vals[a][y].append(out[a][y])
-        logws.append(lw)
-    values = [{y: torch.cat(v[y]) for y in outcomes} for v in vals]
-    logw = torch.cat(logws)
-    if not torch.isfinite(torch.logsumexp(logw, 1)).all():
+    mc_plan = McPlan.make(options.num_units, options.mc_fraction, options.max_units, S, len(p.arms))
+    tally = Tally(S, _signs(p))
+
+    def batch(n: int, key: int, keep: bool, stratify: bool) -> _Kept:
+        return _simulate(post, p, draws, n, key, tally, stratify, keep)
+
+    kept, sim = simulate_until(batch, tally, mc_plan, options.seed, options.stratify)
+    units = int(tally.units.max())
+    samples = tally.functional
+    if not torch.isfinite(samples).all():
         raise InferenceError(
             f"no simulated unit is consistent with the factual evidence {p.evidence} for some draws (all "
             "likelihood weights are zero); raise num_units, or check that the evidence is possible."
         )
-    samples = _combine(p, values, logw)
+    mc_se = tally.mc_var.sqrt()
     if samples.shape[1] == 1:
-        samples = samples[:, 0]
+        samples, mc_se = samples[:, 0], mc_se[:, 0]
     means = {k: v.double().mean(0, keepdim=True).to(v.dtype) for k, v in post.samples.items()}
-    pout, plw = _run(post, p, means, 1, num_units, seeds[-1])
-    plug_t = _combine(p, pout, plw.double()).reshape(-1)
+    plug_tally = Tally(1, _signs(p))
+    _simulate(post, p, means, units, stream_key(options.seed, "plugin"), plug_tally, options.stratify, False)
+    plug_t = plug_tally.functional.reshape(-1)
     plugin: float | torch.Tensor = float(plug_t) if plug_t.numel() == 1 else plug_t
-    ess_ = ess(logw)
-    if float(ess_.mean()) < max(20.0, 0.01 * num_units):
+    ess_ = tally.ess
+    if float(ess_.mean()) < max(20.0, 0.01 * units):
         warn(
             f"causal_pp: abduction for {query} has a small effective sample size (mean "
-            f"{float(ess_.mean()):.1f} of {num_units} units per draw): the factual evidence is improbable. "
-            "Raise num_units."
+            f"{float(ess_.mean()):.1f} of {units} units per draw): the factual evidence is improbable. "
+            "Raise num_units (or max_units)."
         )
     predictive: dict[str, torch.Tensor] = {}
+    logw = torch.cat(kept.logws)
     for a, act in enumerate(p.arms):
         world = ", ".join(f"{k}={v:g}" for k, v in act.items())
-        res = resample(values[a], logw, seeds[-2])
+        res = resample(
+            {y: torch.cat(kept.values[a][y]) for y in outcomes}, logw, stream_key(options.seed, "resample")
+        )
         for y in outcomes:
             predictive[f"{y}_{{{world}}}"] = res[y]
     return Estimate(
@@ -334,10 +406,13 @@ def _estimate(post: CausalPosterior, query: CounterfactualQuery, options: Estima
         identified=ident.identified,
         identification=ident,
         plugin=plugin,
-        num_units=num_units,
+        num_units=units,
         seed=options.seed,
         ess=ess_,
         posterior=post,
         draw_index=idx,
         chains=chains,
+        mc_se=mc_se,
+        mc_target=None if mc_plan.explicit is not None else mc_plan.fraction,
+        mc_capped=sim.capped,
     )

@@ -1,9 +1,13 @@
 """Interventional estimates: P(Y | do(x), z) and the ATE, by simulating the intervened model.
 
-For each posterior draw of the global parameters, ``num_units`` fresh units are simulated from
-the interventional program (the model under ChiRho ``do``), all draws at once; the functional of
-a draw is the mean outcome over its units. Both arms of an ATE use the same random numbers
-(common random numbers), so their difference has little Monte-Carlo noise.
+For each posterior draw of the global parameters, fresh units are simulated from the
+interventional program (the model under ChiRho ``do``), all draws at once; the functional of a
+draw is the mean over its units of the outcome's conditional mean given its parents
+(Rao-Blackwellised: ``site["fn"].mean``; the unit-level predictive keeps the sampled outcomes).
+Both arms of an ATE draw every site from the same keyed random stream (common random numbers,
+inverse-CDF for discrete sites), so their difference has little Monte Carlo noise; units are
+drawn as stratified antithetic replicates. Units are added in batches until the functional's Monte Carlo variance is a
+small fraction of its posterior variance (:mod:`.montecarlo`), unless ``num_units`` is given.
 
 **Conditional queries** ``P(Y | do(x), Z=z)`` are computed by *likelihood weighting* within the
 interventional program: ``Z`` is clamped at ``z`` (so its descendants see ``z``), and each
@@ -14,27 +18,31 @@ reported per draw in :attr:`Estimate.ess <causal_pp.Estimate.ess>`.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+import functools
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
 from types import MappingProxyType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from ..errors import InferenceError, QueryError, warn
+from ..handlers.keyed_noise import stream_key
 from ..identification import identify
 from ..posterior import Estimate
 from ..queries import ATE, Interventional
-from ..runtime import child_seeds, on_device, seeded
+from ..runtime import on_device, seeded
 from .dispatch import EstimateOptions, estimator, outcome_predictive
-from .simulate import chunks, run_program, select_draws
-from .weighting import ess, resample
+from .montecarlo import Plan, Tally, simulate_until
+from .simulate import Run, check_finite, check_query_values, chunks, run_program, select_draws
+from .weighting import resample
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..identification import Identification
     from ..posterior import CausalPosterior
+    from ..program import ProgramStructure
 
-__all__ = ["ESS_WARN_FRACTION", "arm_key"]
+__all__ = ["ESS_WARN_FRACTION", "arm_key", "contributions"]
 
 ESS_WARN_FRACTION = 0.01
 """Conditional queries warn when the mean likelihood-weighting ESS is below this share of units (or 20)."""
@@ -109,55 +117,107 @@ def gate(posterior: CausalPosterior, query: Interventional | ATE, allow_unidenti
                 "likelihood weighting cannot weigh units by it. Give it a noise distribution "
                 "(pyro.sample) to condition on it."
             )
+    check_query_values(posterior, _value_pairs(query))
     return ident  # type: ignore[return-value]
 
 
-def functional(
-    values: Mapping[str, torch.Tensor], logw: torch.Tensor | None, outcomes: tuple[str, ...]
-) -> torch.Tensor:
-    """Per draw: mean over units (weighted if ``logw``), one column per outcome -> (S, k)."""
+@functools.singledispatch
+def _value_pairs(query: Any) -> list[tuple[str, str, float]]:
+    """Every (role, site, value) an interventional query sets or observes."""
+    raise QueryError(f"no values to check for a {type(query).__name__}.")  # pragma: no cover
+
+
+@_value_pairs.register(Interventional)
+def _(query: Interventional) -> list[tuple[str, str, float]]:
+    return [("do", k, v) for k, v in query.do] + [("given", k, v) for k, v in query.given if v is not None]
+
+
+@_value_pairs.register(ATE)
+def _(query: ATE) -> list[tuple[str, str, float]]:
+    pairs = [("treated", query.treatment, query.treated), ("control", query.treatment, query.control)]
+    return pairs + [("given", k, v) for k, v in query.given if v is not None]
+
+
+def unread(structure: ProgramStructure, names: tuple[str, ...]) -> frozenset[str]:
+    """The sample sites among ``names`` whose values no other site reads (leaves of the program)."""
+    read = set().union(*structure.reads.values()) if structure.reads else set()
+    return frozenset(y for y in names if y not in read and not structure.sites[y].deterministic)
+
+
+def contributions(run: Run, outcomes: tuple[str, ...], rao_blackwell: bool = True) -> torch.Tensor:
+    """Per unit, the contribution to each outcome's mean ``(draws, units, columns)``: the outcome's
+    conditional mean given its parents (Rao-Blackwellised) or, with ``rao_blackwell=False``, its value."""
+    source = run.means if rao_blackwell else run.values
     cols = []
     for y in outcomes:
-        v = values[y].double()
-        v = v.reshape(v.shape[0], v.shape[1], -1)
-        if logw is None:
-            m = v.mean(1)
-        else:
-            w = torch.softmax(logw.double(), dim=1)
-            m = (w.unsqueeze(-1) * v).sum(1)
-        cols.append(m.squeeze(-1) if m.shape[-1] == 1 else m)
-    return torch.stack(cols, dim=1) if cols[0].dim() == 1 else torch.cat(cols, dim=1)
+        v = source[y].double()
+        cols.append(v.reshape(v.shape[0], v.shape[1], -1))
+    return torch.cat(cols, dim=-1)
 
 
-def _simulate_arms(
+@dataclass
+class _Kept:
+    """The first batch's unit-level draws (the predictive) and their log-weights, per arm."""
+
+    values: list[dict[str, list[torch.Tensor]]]
+    logws: list[list[torch.Tensor]]
+
+
+def _simulate(
     posterior: CausalPosterior,
     arms: _Arms,
     evidence: Mapping[str, float],
     draws: Mapping[str, torch.Tensor],
     outcomes: tuple[str, ...],
     num_units: int,
-    seeds: Sequence[int],
-) -> tuple[list[dict[str, torch.Tensor]], list[torch.Tensor | None]]:
-    """Every arm over every draw, in chunks; the same seed in every arm (common random numbers)."""
-    S = next(iter(draws.values())).shape[0] if draws else posterior.num_draws
+    key: int,
+    tally: Tally,
+    options: EstimateOptions,
+    keep: bool,
+) -> _Kept:
+    """One batch: ``num_units`` fresh units for every draw and arm, in chunks of draws, into ``tally``.
+
+    Every arm runs with the same key per chunk (common random numbers, site by site).
+    """
+    S = tally.draws
     starts = chunks(S, num_units, posterior.structure)
     device = posterior.device
-    values: list[dict[str, list[torch.Tensor]]] = [{y: [] for y in outcomes} for _ in arms.actions]
-    logws: list[list[torch.Tensor]] = [[] for _ in arms.actions]
+    # Outcomes that no other site reads need no draw where only their conditional means count.
+    skip = frozenset() if keep or not options.rao_blackwell else unread(posterior.structure, outcomes)
+    kept = _Kept([{y: [] for y in outcomes} for _ in arms.actions], [[] for _ in arms.actions])
     for j, start in enumerate(starts):
         stop = starts[j + 1] if j + 1 < len(starts) else S
         part = {k: v[start:stop] for k, v in draws.items()}
+        ckey = stream_key(key, j)
+        contribs, logws, blocks = [], [], None
+        memo: dict = {}  # the arms' random numbers are the same: generate them once
         for a, act in enumerate(arms.actions):
-            with seeded(seeds[j], device), on_device(device):  # same seed in every arm: CRN
-                vals, logw = run_program(posterior, act, evidence, part, stop - start, num_units, outcomes)
-            for y in outcomes:
-                values[a][y].append(vals[y].cpu())
-            if logw is not None:
-                logws[a].append(logw.cpu())
-    return (
-        [{y: torch.cat(v[y]) for y in outcomes} for v in values],
-        [torch.cat(lw) if lw else None for lw in logws],
-    )
+            with seeded(ckey, device), on_device(device):
+                run = run_program(
+                    posterior,
+                    act,
+                    evidence,
+                    part,
+                    stop - start,
+                    num_units,
+                    outcomes,
+                    ckey,
+                    options.stratify,
+                    skip,
+                    memo,
+                )
+            contribs.append(contributions(run, outcomes, options.rao_blackwell).cpu())
+            blocks = run.replicates
+            if run.logw is not None:
+                logws.append(run.logw.cpu())
+            if keep:
+                for y in outcomes:
+                    kept.values[a][y].append(run.values[y].cpu())
+                if run.logw is not None:
+                    kept.logws[a].append(run.logw.cpu())
+        lw = torch.stack(logws) if logws else None
+        tally.add(torch.stack(contribs), lw, slice(start, stop), blocks, compare=keep and blocks is not None)
+    return kept
 
 
 def _plugin(
@@ -166,44 +226,37 @@ def _plugin(
     evidence: Mapping[str, float],
     outcomes: tuple[str, ...],
     num_units: int,
-    seed: int,
+    key: int,
+    options: EstimateOptions,
 ) -> float | torch.Tensor:
     """The paper's plug-in: posterior-mean globals, one simulation of every arm."""
     means = {k: v.double().mean(0, keepdim=True).to(v.dtype) for k, v in posterior.samples.items()}
-    device = posterior.device
-    per_arm = []
-    for act in arms.actions:
-        with seeded(seed, device), on_device(device):
-            pv, plw = run_program(posterior, act, evidence, means, 1, num_units, outcomes)
-        per_arm.append(
-            functional({y: pv[y].cpu() for y in outcomes}, None if plw is None else plw.cpu(), outcomes)
-        )
-    plugin_t = per_arm[0] - per_arm[1] if arms.contrast else per_arm[0]
-    return float(plugin_t) if plugin_t.numel() == 1 else plugin_t.reshape(-1)
+    tally = Tally(1, _signs(arms))
+    _simulate(posterior, arms, evidence, means, outcomes, num_units, key, tally, options, keep=False)
+    plugin_t = tally.functional.reshape(-1)
+    return float(plugin_t) if plugin_t.numel() == 1 else plugin_t
 
 
-def _weights(
-    query: Interventional | ATE,
-    samples: torch.Tensor,
-    logws: list[torch.Tensor | None],
-    num_units: int,
-) -> torch.Tensor:
-    """The smallest likelihood-weighting ESS over the arms, per draw; refuses impossible evidence."""
-    esss = [ess(lw) for lw in logws if lw is not None]
-    out = torch.stack(esss).min(0).values
+def _signs(arms: _Arms) -> tuple[float, ...]:
+    return (1.0, -1.0) if arms.contrast else (1.0,) * len(arms.actions)
+
+
+def _check_weights(
+    query: Interventional | ATE, samples: torch.Tensor, ess_: torch.Tensor, units: int
+) -> None:
+    """Refuses impossible evidence; warns when the likelihood weights' ESS is small."""
     if not torch.isfinite(samples).all():
         raise InferenceError(
             f"no simulated unit is consistent with the evidence {query.evidence} under {query} for some "
             "draws (all likelihood weights are zero); the evidence may be impossible under the "
             "intervention, or a conditioning variable is deterministic."
         )
-    if float(out.mean()) < max(20.0, ESS_WARN_FRACTION * num_units):
+    if float(ess_.mean()) < max(20.0, ESS_WARN_FRACTION * units):
         warn(
             f"causal_pp: likelihood weighting for {query} has a small effective sample size "
-            f"(mean {float(out.mean()):.1f} of {num_units} units per draw): the evidence is "
-            "improbable under the intervention. Raise num_units."
+            f"(mean {float(ess_.mean()):.1f} of {units} units per draw): the evidence is "
+            "improbable under the intervention. Raise num_units (or max_units)."
         )
-    return out
 
 
 def _estimate(
@@ -215,22 +268,33 @@ def _estimate(
     idx, chains = select_draws(posterior, options.num_samples)
     draws = {k: (v if idx is None else v[idx.to(v.device)]) for k, v in posterior.samples.items()}
     S = next(iter(draws.values())).shape[0] if draws else posterior.num_draws
-    num_units = options.num_units
-    seeds = child_seeds(options.seed, len(chunks(S, num_units, posterior.structure)) + 2)
-    values, logws = _simulate_arms(posterior, arms, evidence, draws, outcomes, num_units, seeds)
-    plugin = _plugin(posterior, arms, evidence, outcomes, num_units, seeds[-1])
-    funcs = [functional(values[a], logws[a], outcomes) for a in range(len(arms.actions))]
-    samples = funcs[0] - funcs[1] if arms.contrast else funcs[0]
+    plan = Plan.make(options.num_units, options.mc_fraction, options.max_units, S, len(arms.actions))
+    tally = Tally(S, _signs(arms))
+
+    def batch(n: int, key: int, keep: bool, stratify: bool) -> _Kept:
+        opts = replace(options, stratify=stratify)
+        return _simulate(posterior, arms, evidence, draws, outcomes, n, key, tally, opts, keep)
+
+    kept, sim = simulate_until(batch, tally, plan, options.seed, options.stratify)
+    units = int(tally.units.max())
+    samples = tally.functional
+    if not evidence:  # with evidence, an impossible one is refused with its own message below
+        check_finite(query, samples)
+    plugin = _plugin(posterior, arms, evidence, outcomes, units, stream_key(options.seed, "plugin"), options)
+    values = [{y: torch.cat(v[y]) for y in outcomes} for v in kept.values]
     ess_ = None
     if evidence:
-        ess_ = _weights(query, samples, logws, num_units)
-        values = [resample(v, lw, seeds[-2]) for v, lw in zip(values, logws, strict=True)]
+        ess_ = tally.ess
+        _check_weights(query, samples, ess_, units)
+        resample_key = stream_key(options.seed, "resample")
+        values = [resample(v, torch.cat(lw), resample_key) for v, lw in zip(values, kept.logws, strict=True)]
     if arms.keys:
         predictive = {arms.keys[a]: values[a][outcomes[0]] for a in range(len(arms.keys))}
     else:
         predictive = dict(values[0])
-    if samples.dim() == 2 and samples.shape[1] == 1:
-        samples = samples[:, 0]
+    mc_se = tally.mc_var.sqrt()
+    if samples.shape[1] == 1:
+        samples, mc_se = samples[:, 0], mc_se[:, 0]
     return Estimate(
         query=query,
         samples=samples,
@@ -238,10 +302,13 @@ def _estimate(
         identified=ident.identified,
         identification=ident,
         plugin=plugin,
-        num_units=num_units,
+        num_units=units,
         seed=options.seed,
         ess=ess_,
         posterior=posterior,
         draw_index=idx,
         chains=chains,
+        mc_se=mc_se,
+        mc_target=None if plan.explicit is not None else plan.fraction,
+        mc_capped=sim.capped,
     )

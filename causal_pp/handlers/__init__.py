@@ -9,6 +9,8 @@ handler                             what it does                                
 :class:`TrackDependencies`          which per-unit sites each per-unit site reads (provenance)   :mod:`.dependencies`
 :class:`SharedNoise`                explicit exogenous noise shared between worlds, abduction    :mod:`.shared_noise`
 :func:`twin_world`                  twin-world counterfactual programs (ChiRho)                  :mod:`.twin_world`
+:class:`KeyedNoise`                 per-unit randomness keyed by (seed, site): common random     :mod:`.keyed_noise`
+                                    numbers across arms (inverse CDF), antithetic units
 ==================================  ===========================================================  =====================
 
 They are plain :class:`pyro.poutine.messenger.Messenger` subclasses: each works as a context
@@ -20,6 +22,7 @@ from __future__ import annotations
 from .dependencies import TrackDependencies
 from .internals import UNITS
 from .intervene import ReportInterventions, SetValue, intervene
+from .keyed_noise import KeyedNoise
 from .shared_noise import NOISE_PREFIX, SharedNoise
 from .twin_world import WORLD, TwinWorldProgram, twin_world
 
@@ -27,6 +30,7 @@ __all__ = [
     "NOISE_PREFIX",
     "UNITS",
     "WORLD",
+    "KeyedNoise",
     "ReportInterventions",
     "SetValue",
     "SharedNoise",

@@ -23,10 +23,12 @@ Adding a query type: register its decision function with ``identifier`` (one new
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from ..errors import GraphError, NotIdentifiableError
 from ..graph import CausalGraph
+from ..partial.applicability import bounds_apply
 from . import counterfactual as _counterfactual_gate  # noqa: F401  (registers the counterfactual queries)
 from . import interventional as _interventional_gate  # noqa: F401  (registers Interventional and ATE)
 from .cf_estimand import CounterfactualEstimand, InterventionalTerm, SumProduct
@@ -81,7 +83,9 @@ def identify(
     Returns
     -------
     Identification or CounterfactualIdentification
-        The verdict, the algorithm used, the reason, and the estimand.
+        The verdict, the algorithm used, the reason, and the estimand. A refusal also says, in
+        ``.bounds``, whether :func:`causal_pp.bounds` applies (the interval the observed data
+        confine the query to), and the strict refusal's message names it as the next step.
 
     Raises
     ------
@@ -118,9 +122,13 @@ def identify(
     if hasattr(query, "validate"):  # anything else is refused by the table's default
         query.validate(graph)
     result = identifier(query, graph, Assumptions(bool(assume_monotonic), bool(assume_binary_treatment)))
+    if not result.identified:
+        # the next step a refusal can offer: the interval the data pin the query down to
+        result = dataclasses.replace(result, bounds=bounds_apply(graph, query))
     if strict and not result.identified:
+        hint = f" Next step: {result.bounds.reason}" if result.bounds.applies else ""
         raise NotIdentifiableError(
-            f"{query} cannot be estimated: {result.reason}",
+            f"{query} cannot be estimated: {result.reason}{hint}",
             query=query,
             graph=graph,
             admg=result.admg,

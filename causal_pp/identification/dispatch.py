@@ -46,7 +46,7 @@ def identifier(query: Any, graph: CausalGraph, assumptions: Assumptions) -> Any:
     --------
     >>> import causal_pp  # registers every query type
     >>> sorted(t.__name__ for t in identifier.registry if t is not object)
-    ['ATE', 'Counterfactual', 'ETT', 'Interventional', 'PN', 'PNS', 'PS']
+    ['ATE', 'Counterfactual', 'ETT', 'Expression', 'Interventional', 'PN', 'PNS', 'PS']
     """
     known = ", ".join(sorted(t.__name__ for t in identifier.registry if t is not object))
     raise QueryError(f"identify() takes one of the queries {known}; got {type(query).__name__}.")

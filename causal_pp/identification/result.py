@@ -44,6 +44,9 @@ class Identification:
     y0_estimand
         y0's formula for the same query: a cross-check only, never shown as the answer
         (y0 0.2.11 returns wrong formulas on some graphs, e.g. ``P(Y | X)`` for the napkin).
+    bounds
+        For a refusal: whether :func:`causal_pp.bounds` applies
+        (:class:`~causal_pp.partial.applicability.Applicability`); None when identified.
     admg
         The latent projection (y0 ``NxMixedGraph``) the verdict was decided on (built on
         first access).
@@ -56,6 +59,7 @@ class Identification:
     reason: str
     estimand: Any = field(default=None, compare=False, repr=False)
     y0_estimand: Any = field(default=None, compare=False, repr=False)
+    bounds: Any = field(default=None, compare=False, repr=False)
 
     @cached_property
     def admg(self) -> NxMixedGraph:
@@ -85,6 +89,8 @@ class Identification:
             if self.estimand.extra:
                 line += f" (the same for every value of {', '.join(self.estimand.extra)})"
             lines.append(line)
+        if self.bounds is not None and self.bounds.applies:
+            lines.append(f"next step: {self.bounds.reason}")
         return "\n".join(lines)
 
 
@@ -123,6 +129,8 @@ class CounterfactualIdentification:
         For an :class:`ETT`, the verdicts on its two counterfactual terms.
     admg
         The latent projection (y0 ``NxMixedGraph``).
+    bounds
+        For a refusal: whether :func:`causal_pp.bounds` applies; None when identified.
     """
 
     query: Any
@@ -138,6 +146,7 @@ class CounterfactualIdentification:
     parts: tuple[CounterfactualIdentification, ...] = field(default=(), compare=False, repr=False)
     admg: Any = field(default=None, compare=False, repr=False)
     formula_text: str | None = field(default=None, compare=False, repr=False)
+    bounds: Any = field(default=None, compare=False, repr=False)
 
     @property
     def formula(self) -> str | None:
@@ -151,4 +160,6 @@ class CounterfactualIdentification:
         lines = [f"{self.query}: {verdict} ({self.algorithm} on the latent projection)", self.reason]
         if self.identified and self.formula is not None:
             lines.append(f"estimand: {self.formula}")
+        if self.bounds is not None and self.bounds.applies:
+            lines.append(f"next step: {self.bounds.reason}")
         return "\n".join(lines)

@@ -8,6 +8,8 @@ concept                      what                                               
 method interface             :class:`FitMethod`, :class:`FitProblem`, the method table        :mod:`.methods`
 :class:`NUTS`                Pyro's NUTS: the reference                                      :mod:`.nuts`
 :class:`SVI`                 SVI: Gaussian guide, restarts, adaptive steps                   :mod:`.svi`
+:func:`fit_many`             many data sets of one size in one vectorised SVI program        :mod:`.batched`
+batched guide                one independent low-rank Gaussian per data set (row)            :mod:`.batched_guide`
 guides                       Pyro autoguides and their Gaussian in closed form               :mod:`.guides`
 importance correction        per-unit Laplace proposals, adaptive IS over the globals        :mod:`.importance`
 ===========================  ==============================================================  ===============
@@ -19,6 +21,7 @@ Adding a fitting method: one module defining a :class:`FitMethod` subclass decor
 from __future__ import annotations
 
 from ..runtime import resolve_device
+from .batched import fit_many
 from .data import validate_data
 from .fit import fit
 from .methods import METHODS, FitMethod, FitProblem, FitResult, register_method
@@ -33,6 +36,7 @@ __all__ = [
     "FitProblem",
     "FitResult",
     "fit",
+    "fit_many",
     "register_method",
     "resolve_device",
     "validate_data",

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import pyro
@@ -31,12 +32,21 @@ import torch
 from pyro import poutine
 from torch.distributions import biject_to
 
+from ..inference_data import pareto_k
 from .guides import guide_gaussian
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..program import ProgramStructure
 
-__all__ = ["IS_MIN_ESS", "IS_ROUND1_MIN_ESS", "UNIT_INFLATION", "UNIT_NEWTON_STEPS", "importance_correct"]
+__all__ = [
+    "IS_MIN_ESS",
+    "IS_ROUND1_MIN_ESS",
+    "UNIT_INFLATION",
+    "UNIT_NEWTON_STEPS",
+    "GaussianView",
+    "importance_correct",
+    "view_of",
+]
 
 UNIT_INFLATION = 1.1
 """Importance correction: per-unit proposals are widened by this factor."""
@@ -62,28 +72,63 @@ def systematic(weights: torch.Tensor, k: int, generator: torch.Generator) -> tor
     return torch.searchsorted(cdf, u).clamp(max=len(weights) - 1)
 
 
-def _skip_reason(g: Any, globals_: list[str], unit_latent: list[str], s: ProgramStructure) -> str | None:
+@dataclass(frozen=True)
+class GaussianView:
+    """A Gaussian over the flat unconstrained latent vector of one data set, with its site layout.
+
+    Attributes
+    ----------
+    loc, var
+        Mean and marginal variances, ``(D,)``.
+    cov
+        ``cov(rows, cols)``: a block of the covariance matrix.
+    positions
+        Site -> its ``(start, stop)`` slice of the vector.
+    shapes
+        Site -> its unconstrained shape.
+    supports
+        Site -> the support of its distribution (the vector lives in ``biject_to(support)``'s domain).
+    """
+
+    loc: torch.Tensor
+    cov: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+    var: torch.Tensor
+    positions: dict[str, tuple[int, int]]
+    shapes: dict[str, tuple[int, ...]]
+    supports: dict[str, Any]
+
+
+def view_of(g: Any) -> GaussianView | None:
+    """The Gaussian of a multivariate-normal autoguide (None for another guide)."""
+    gauss = guide_gaussian(g)
+    if gauss is None:
+        return None
+    loc, cov, var = gauss
+    pos: dict[str, tuple[int, int]] = {}
+    shapes, supports = {}, {}
+    start = 0
+    for name, site in g.prototype_trace.iter_stochastic_nodes():
+        shapes[name] = tuple(g._unconstrained_shapes[name])
+        size = math.prod(shapes[name])
+        pos[name] = (start, start + size)
+        supports[name] = site["fn"].support
+        start += size
+    return GaussianView(loc, cov, var, pos, shapes, supports)
+
+
+def _skip_reason(
+    view: GaussianView | None, globals_: list[str], unit_latent: list[str], s: ProgramStructure
+) -> str | None:
     """Why the correction cannot apply to this guide and model (None if it can)."""
-    if guide_gaussian(g) is None:
+    if view is None:
         return "the guide is not a multivariate normal autoguide"
     if s.max_plate_nesting != 1 or any(
         s.sites[u].event_ndim or len(s.sites[u].shape) != 1 for u in unit_latent
     ):
         return "per-unit latents are not scalars in a single units plate"
-    if set(_positions(g)) != set(globals_) | set(unit_latent) or not globals_:
+    if set(view.positions) != set(globals_) | set(unit_latent) or not globals_:
         return "the guide does not cover exactly the model's latent sites"
     return None
-
-
-def _positions(g: Any) -> dict[str, tuple[int, int]]:
-    """Each latent site's slice of the guide's flat unconstrained vector."""
-    pos: dict[str, tuple[int, int]] = {}
-    start = 0
-    for name, _site in g.prototype_trace.iter_stochastic_nodes():
-        size = math.prod(g._unconstrained_shapes[name])
-        pos[name] = (start, start + size)
-        start += size
-    return pos
 
 
 class _Target:
@@ -97,7 +142,7 @@ class _Target:
     def __init__(
         self,
         target: Callable[[], Any],
-        g: Any,
+        view: GaussianView,
         globals_: list[str],
         unit_latent: list[str],
         s: ProgramStructure,
@@ -105,10 +150,14 @@ class _Target:
         num_particles: int,
         seed: int,
     ) -> None:
-        loc, cov, var = guide_gaussian(g)  # type: ignore[misc]
-        pos = _positions(g)
-        self.target, self.g, self.globals_, self.unit_latent, self.s = target, g, globals_, unit_latent, s
-        self.proto = g.prototype_trace
+        loc, cov, var, pos = view.loc, view.cov, view.var, view.positions
+        self.target, self.view, self.globals_, self.unit_latent, self.s = (
+            target,
+            view,
+            globals_,
+            unit_latent,
+            s,
+        )
         self.dtype = loc.dtype
         self.dev = dev = loc.device
         G = torch.cat([torch.arange(*pos[k], device=dev) for k in globals_])
@@ -141,11 +190,11 @@ class _Target:
         theta, log_jac = {}, torch.zeros(M, dtype=torch.float64, device=self.dev)
         offset = 0
         for name in self.globals_:
-            ushape = self.g._unconstrained_shapes[name]
+            ushape = self.view.shapes[name]
             size = math.prod(ushape)
             zu = z_t[:, offset : offset + size].reshape(M, *ushape).to(self.dtype)
             offset += size
-            t = biject_to(self.proto.nodes[name]["fn"].support)
+            t = biject_to(self.view.supports[name])
             x = t(zu)
             log_jac += t.log_abs_det_jacobian(zu, x).reshape(M, -1).sum(-1).double()
             theta[name] = x
@@ -159,7 +208,7 @@ class _Target:
         values = dict(glob)
         unit = torch.zeros(m, particles, N, dtype=torch.float64, device=dev)
         for u in self.unit_latent:
-            t = biject_to(self.proto.nodes[u]["fn"].support)
+            t = biject_to(self.view.supports[u])
             zu_f = z[u].to(self.dtype)
             x = t(zu_f)
             unit = unit + t.log_abs_det_jacobian(zu_f, x).double()
@@ -302,16 +351,18 @@ def importance_correct(
 ) -> tuple[Latents | None, dict[str, Any]]:
     """Importance-resample the global parameters, with the fitted guide as proposal.
 
-    Returns the corrected draws (None when the correction does not apply or its weights are
+    ``g`` is a multivariate-normal autoguide or a :class:`GaussianView` (one row of a batched
+    fit). Returns the corrected draws (None when the correction does not apply or its weights are
     all zero or degenerate in the first round) and its diagnostics (``is_corrected``,
     ``is_ess``, ``is_ess_round1``, ``is_skipped`` ...). See the module docstring.
     """
     info: dict[str, Any] = {"is_corrected": False}
-    skip = _skip_reason(g, globals_, unit_latent, s)
+    view = g if isinstance(g, GaussianView) else view_of(g)
+    skip = _skip_reason(view, globals_, unit_latent, s)
     if skip is not None:
         info["is_skipped"] = skip
         return None, info
-    t = _Target(target, g, globals_, unit_latent, s, num_particles=num_particles, seed=seed)
+    t = _Target(target, view, globals_, unit_latent, s, num_particles=num_particles, seed=seed)
     dev = t.dev
     # round 1: the guide's marginal, widened
     z1, lw1, _ = t.weigh(t.mu_t, inflation * torch.linalg.cholesky(t.S_tt), max(500, num_proposals // 2))
@@ -327,6 +378,7 @@ def importance_correct(
     info["is_ess_round1"] = ess1
     if ess1 < IS_ROUND1_MIN_ESS:
         info["is_ess"] = ess1
+        info["is_pareto_k"] = pareto_k(lw1)  # ArviZ's PSIS diagnostic of the weights used
         info["is_skipped"] = (
             f"importance weights degenerate (ESS {ess1:.0f} of {len(w1)} first-round draws < "
             f"{IS_ROUND1_MIN_ESS:.0f}; no second round)"
@@ -346,6 +398,8 @@ def importance_correct(
         return None, info
     w = _truncated(lw2)
     ess = float(w.sum() ** 2 / (w * w).sum())
+    info["is_pareto_k"] = pareto_k(lw2)  # ArviZ's PSIS diagnostic of the (untruncated) weights
+    info["is_log_weights"] = lw2.cpu().numpy()
     idx = systematic(w, num_samples, t.gen)
     idx = idx[torch.randperm(num_samples, generator=t.gen, device="cpu")].to(dev)
     info.update(

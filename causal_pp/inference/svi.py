@@ -322,9 +322,9 @@ class SVI(FitMethod):
                     f"diverged. Lower lr (now {self.lr:g}), or check the priors and the scale of the data."
                 )
             draws, unit_draws = self._guide_draws(g, problem)
-            draws, is_info = self._correct(g, problem, draws, losses)
+            draws, is_info = self.correct(g, problem, draws, losses)
         is_info["restart_losses"] = start_losses
-        return FitResult(draws, unit_draws, self._diagnostics(g, losses, plateau, is_info))
+        return FitResult(draws, unit_draws, self.diagnostics(type(g).__name__, losses, plateau, is_info))
 
     def _fit_guide(self, problem: FitProblem) -> tuple[Any, list[float], np.ndarray, Plateau]:
         """Restarts, then the main run: the guide, restart losses, loss trace, plateau test."""
@@ -381,10 +381,13 @@ class SVI(FitMethod):
             (draws if name in problem.globals_ else unit_draws)[name] = value
         return draws, unit_draws
 
-    def _correct(
+    def correct(
         self, g: Any, problem: FitProblem, draws: dict[str, torch.Tensor], losses: np.ndarray
     ) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-        """The importance correction of the draws, if it applies and its weights hold."""
+        """The importance correction of the draws, if it applies and its weights hold.
+
+        ``g`` is the fitted guide, or a :class:`~causal_pp.inference.importance.GaussianView`.
+        """
         is_info: dict[str, Any] = {"is_corrected": False}
         enum = problem.enumerated
         if self.importance and not enum and np.isfinite(losses[-1]):
@@ -415,16 +418,17 @@ class SVI(FitMethod):
             is_info["is_skipped"] = "enumerated discrete latents"
         return draws, is_info
 
-    def _diagnostics(
-        self, g: Any, losses: np.ndarray, plateau: Plateau, is_info: dict[str, Any]
+    def diagnostics(
+        self, guide_class: str, losses: np.ndarray, plateau: Plateau, is_info: dict[str, Any]
     ) -> dict[str, Any]:
+        """The diagnostics of a fit: loss trace, plateau test, importance correction."""
         converged, drop, se, trend = plateau
         w = max(20, len(losses) // 10)
         guide = self.guide
         return {
             "method": "svi",
             "guide": guide if isinstance(guide, str) else getattr(guide, "__name__", repr(guide)),
-            "guide_class": type(g).__name__,
+            "guide_class": guide_class,
             "num_steps": len(losses),
             "num_particles": self.num_particles,
             "num_samples": self.num_samples,

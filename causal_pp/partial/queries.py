@@ -1,6 +1,6 @@
 """Which queries the bounds answer: a dispatch table from query type to a bounds specification.
 
-The only place in :mod:`causal_pp.bounds` that imports the query classes. Each registered type
+The only place in :mod:`causal_pp.partial` that imports the query classes. Each registered type
 becomes a :class:`~.functionals.Contrast` (interventional expectations and their contrasts) or
 a :class:`~.causation.Causation` (probabilities of causation); a new query type is supported by
 registering one more function with :func:`spec` (``functools.singledispatch``).

@@ -67,7 +67,7 @@ def factored_dirichlet(
     Examples
     --------
     >>> from causal_pp import CausalGraph
-    >>> from causal_pp.bounds.canonical import CanonicalModel
+    >>> from causal_pp.partial.canonical import CanonicalModel
     >>> g = CausalGraph.parse("Z -> X -> Y; W -> Y; X <-> Y")
     >>> m = CanonicalModel(g, ("Z", "W", "X", "Y"), {v: (0, 1) for v in "ZWXY"})
     >>> m.roots + m.group  # the axes of the joint
@@ -167,8 +167,8 @@ def sample_bounds(
     Examples
     --------
     >>> from causal_pp import CausalGraph
-    >>> from causal_pp.bounds.canonical import CanonicalModel
-    >>> from causal_pp.bounds.functionals import Arm, Contrast
+    >>> from causal_pp.partial.canonical import CanonicalModel
+    >>> from causal_pp.partial.functionals import Arm, Contrast
     >>> m = CanonicalModel(CausalGraph.parse("X -> Y; X <-> Y"), ("X", "Y"), {"X": (0, 1), "Y": (0, 1)})
     >>> t = Contrast("Y", (Arm(1.0, (("X", 1.0),)), Arm(-1.0, (("X", 0.0),)))).target(m, None)
     >>> d = sample_bounds(m, t, np.array([[30.0, 20.0], [10.0, 40.0]]), prior=1.0,

@@ -1,7 +1,7 @@
 """Whether bounds apply to a query on a graph, decided from the graph alone (for the gate's messages).
 
 :func:`bounds_apply` is what :func:`causal_pp.identify` and ``CausalPosterior.estimate`` can
-call when they refuse a query, to say whether :func:`causal_pp.bounds.bounds` is the next
+call when they refuse a query, to say whether :func:`causal_pp.bounds` is the next
 step: the query type is supported, it names one outcome and gives values to what it
 conditions on, and the response-function model is small enough -- assuming binary variables,
 since the data are not known yet (more categories mean more response types).
@@ -24,7 +24,7 @@ __all__ = ["Applicability", "bounds_apply"]
 
 @dataclass(frozen=True)
 class Applicability:
-    """Whether :func:`causal_pp.bounds.bounds` can answer a query, and how well.
+    """Whether :func:`causal_pp.bounds` can answer a query, and how well.
 
     ``applies``: it can (for discrete data); ``sharp``: the bounds would be sharp;
     ``reason``: one plain sentence either way.
@@ -81,7 +81,7 @@ def bounds_apply(
     given_names = [k for arm in getattr(spec, "arms", ()) for k, _ in arm.given]  # values needed by bounds()
     sharp = model.sharp and exact
     how = "sharp" if sharp else "valid but possibly loose"
-    call = "causal_pp.bounds.bounds(graph, query, data)"
+    call = "causal_pp.bounds(graph, query, data)"
     extra = f" (with values for {sorted(set(given_names))})" if given_names else ""
     return Applicability(
         True,

@@ -288,9 +288,9 @@ def bounds(
     -----
     Where the graph excludes effects of roots (W affects Y but not X), the Dirichlet draws are
     made factor by factor so that they meet the exclusions exactly, and the exclusions are
-    checked against the data once (:mod:`causal_pp.bounds.fit`). Where observational and
+    checked against the data once (:mod:`causal_pp.partial.fit`). Where observational and
     experimental data are tied by equalities, the posterior is sampled over the response types
-    (:mod:`causal_pp.bounds.gibbs`). ``Bounds.posterior`` says which.
+    (:mod:`causal_pp.partial.gibbs`). ``Bounds.posterior`` says which.
 
     Examples
     --------
@@ -298,7 +298,7 @@ def bounds(
 
     >>> import numpy as np, pandas as pd
     >>> from causal_pp import ATE, CausalGraph
-    >>> from causal_pp.bounds import bounds
+    >>> from causal_pp.partial import bounds
     >>> cells = {(0, 0, 0): 74, (0, 0, 1): 11514, (1, 0, 0): 34, (1, 0, 1): 2385, (1, 1, 0): 12, (1, 1, 1): 9663}
     >>> rows = np.repeat(np.array(list(cells)), list(cells.values()), axis=0)
     >>> data = pd.DataFrame(rows, columns=["Z", "X", "Y"])

@@ -102,7 +102,7 @@ def gibbs_bounds(
     Examples
     --------
     >>> from causal_pp import CausalGraph
-    >>> from causal_pp.bounds.functionals import Arm, Contrast
+    >>> from causal_pp.partial.functionals import Arm, Contrast
     >>> g = CausalGraph.parse("Z -> X -> Y; W -> Y; X <-> Y")
     >>> m = CanonicalModel(g, ("Z", "W", "X", "Y"), {v: (0, 1) for v in "ZWXY"})
     >>> t = Contrast("Y", (Arm(1.0, (("X", 1.0),)), Arm(-1.0, (("X", 0.0),)))).target(m, None)

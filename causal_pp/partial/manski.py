@@ -51,7 +51,7 @@ def manski(
 
     Examples
     --------
-    >>> from causal_pp.bounds.functionals import Arm, Contrast
+    >>> from causal_pp.partial.functionals import Arm, Contrast
     >>> c = Contrast("Y", (Arm(1.0, (("X", 1.0),)),))
     >>> lo, hi = manski(c, np.array([2.0, 5.0]), {"X": np.array([1.0, 0.0])}, (0.0, 10.0), np.full((1, 2), 0.5))
     >>> float(lo[0]), float(hi[0])  # 0.5 * 2 + 0.5 * [0, 10]

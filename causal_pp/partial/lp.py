@@ -327,8 +327,8 @@ def bound_draws(
     Examples
     --------
     >>> from causal_pp import CausalGraph
-    >>> from causal_pp.bounds.canonical import CanonicalModel
-    >>> from causal_pp.bounds.functionals import Arm, Contrast
+    >>> from causal_pp.partial.canonical import CanonicalModel
+    >>> from causal_pp.partial.functionals import Arm, Contrast
     >>> m = CanonicalModel(CausalGraph.parse("X -> Y; X <-> Y"), ("X", "Y"), {"X": (0, 1), "Y": (0, 1)})
     >>> t = Contrast("Y", (Arm(1.0, (("X", 1.0),)),)).target(m, None)
     >>> b = bound_draws(m, t, np.array([[[0.1, 0.3], [0.2, 0.4]]]))  # P(X=x, Y=y)

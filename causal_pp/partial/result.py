@@ -1,4 +1,4 @@
-"""The result of :func:`causal_pp.bounds.bounds`: the posterior of an identified interval."""
+"""The result of :func:`causal_pp.bounds`: the posterior of an identified interval."""
 
 from __future__ import annotations
 

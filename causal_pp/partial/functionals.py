@@ -72,7 +72,7 @@ def outcome_weights(model: CanonicalModel, outcome: str, outcome_value: int | No
     Examples
     --------
     >>> from causal_pp import CausalGraph
-    >>> from causal_pp.bounds.canonical import CanonicalModel
+    >>> from causal_pp.partial.canonical import CanonicalModel
     >>> m = CanonicalModel(CausalGraph.parse("X -> Y"), ("X", "Y"), {"X": (0, 1), "Y": (0, 1, 2)})
     >>> outcome_weights(m, "Y", None).tolist(), outcome_weights(m, "Y", 2).tolist()
     ([0.0, 1.0, 2.0], [0.0, 0.0, 1.0])
@@ -206,7 +206,7 @@ def experimental_equalities(
     Examples
     --------
     >>> from causal_pp import CausalGraph
-    >>> from causal_pp.bounds.canonical import CanonicalModel
+    >>> from causal_pp.partial.canonical import CanonicalModel
     >>> m = CanonicalModel(CausalGraph.parse("X -> Y; X <-> Y"), ("X", "Y"), {"X": (0, 1), "Y": (0, 1)})
     >>> coefs, keys = experimental_equalities(m, "X", "Y", (0, 1))
     >>> keys

@@ -46,7 +46,7 @@ class Problem:
     Examples
     --------
     >>> from causal_pp import CausalGraph
-    >>> from causal_pp.bounds.functionals import Arm, Contrast
+    >>> from causal_pp.partial.functionals import Arm, Contrast
     >>> p = prepare(CausalGraph.parse("X -> Y; X <-> Y"), Contrast("Y", (Arm(1.0, (("X", 1.0),)),)),
     ...             {"X": np.array([0.0, 1.0]), "Y": np.array([1.0, 1.0])})
     >>> p.sharp, p.experiment
@@ -85,7 +85,7 @@ def prepare(
     Examples
     --------
     >>> from causal_pp import CausalGraph
-    >>> from causal_pp.bounds.functionals import Arm, Contrast
+    >>> from causal_pp.partial.functionals import Arm, Contrast
     >>> g = CausalGraph.parse("Z -> X -> Y; X <-> Y; Y -> W")
     >>> cols = {v: np.array([0.0, 1.0, 1.0]) for v in "ZXYW"}
     >>> p = prepare(g, Contrast("Y", (Arm(1.0, (("X", 1.0),)),)), cols)
@@ -141,7 +141,7 @@ def manski_inputs(
     Examples
     --------
     >>> from causal_pp import CausalGraph
-    >>> from causal_pp.bounds.functionals import Arm, Contrast
+    >>> from causal_pp.partial.functionals import Arm, Contrast
     >>> y, t, sharp, _ = manski_inputs(CausalGraph.parse("X -> Y; X <-> Y"), Contrast("Y", (Arm(1.0, (("X", 1.0),)),)),
     ...                                {"X": np.array([0.0, 1.0]), "Y": np.array([0.3, 2.5])})
     >>> sharp

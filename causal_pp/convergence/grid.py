@@ -1,0 +1,398 @@
+"""Running a study grid: key the cells, reuse the stored ones, run the rest on an executor.
+
+Every target of a grid gets :class:`~causal_pp.convergence.keys.Settings` -- target name, its
+code's fingerprint, query, method, seed, fit keywords, ``num_units``, ``prob``, device, the cell
+layout and causal_pp's version -- and its cells live in the results store
+(:class:`~causal_pp.convergence.store.ResultStore`) under that key: a rerun with the same
+settings reuses them, a rerun with other settings computes its own (and says which settings the
+cells already in the folder differ in). Each (N, replicate) task is claimed in the store before
+it is handed to the executor and its cells are appended by this process, the only writer, as
+they come back; two runs sharing a folder split the grid between them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import operator
+import os
+import platform
+import sys
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from .. import validation
+from ..errors import CausalPPError, InvalidArgumentError, warn
+from ..identification import identify
+from ..inference.methods import make_method
+from .cells import CELL_FORMAT, DRAW_KEYS, NESTED_KEYS, CellTask, compute_task
+from .claims import Claim, ClaimInfo
+from .executors import Executor, make_executor
+from .identity import code_identity
+from .result import Study
+from .store import ResultStore, Settings
+from .targets import Target, outcome_label
+
+__all__ = ["CELL_SCHEMA", "GridSpec", "run_grid", "target_settings"]
+
+#: What every stored cell must have; a line without it is reported and skipped.
+CELL_SCHEMA: dict[str, Any] = {
+    "target": str,
+    "n": int,
+    "replicate": int,
+    "flagged": bool,
+    "failed": bool,
+    "mean": (float, type(None)),
+}
+
+Notify = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class GridSpec:
+    """The settings of a grid run, checked on construction (before anything is fitted or written).
+
+    Examples
+    --------
+    >>> spec = GridSpec(sizes=(50, 200), replicates=20, replicate_range=(10, 20))
+    >>> spec.cells[:2]
+    [(50, 10), (50, 11)]
+    >>> GridSpec(sizes=(50,), replicates=2, replicate_range=(1, 3))
+    Traceback (most recent call last):
+    ...
+    causal_pp.errors.InvalidArgumentError: replicate_range must be (start, stop) with 0 <= start < stop <= replicates (2); got (1, 3).
+    """
+
+    sizes: tuple[int, ...]
+    replicates: int
+    replicate_range: tuple[int, int] | None = None
+    method: str = "svi"
+    seed: int = 0
+    device: str = "cpu"
+    prob: float = 0.94
+    num_units: int | None = None
+    allow_unidentified: bool = False
+    fit_kwargs: Mapping[str, Any] | None = None
+
+    def __post_init__(self) -> None:
+        try:
+            sizes = tuple(operator.index(n) for n in self.sizes)
+        except TypeError:
+            raise CausalPPError(f"sizes must be integer sample sizes >= 2; got {self.sizes!r}.") from None
+        if not sizes or any(n < 2 or isinstance(n, bool) for n in sizes):
+            raise CausalPPError(f"sizes must be sample sizes >= 2; got {list(sizes)}.")
+        object.__setattr__(self, "sizes", sizes)
+        if isinstance(self.replicates, bool) or not isinstance(self.replicates, int) or self.replicates < 1:
+            raise CausalPPError(f"replicates must be >= 1; got {self.replicates!r}.")
+        rng = self.replicate_range
+        if rng is not None:
+            ok = len(rng) == 2 and all(isinstance(v, int) and not isinstance(v, bool) for v in rng)
+            if not ok or not 0 <= rng[0] < rng[1] <= self.replicates:
+                raise InvalidArgumentError(
+                    "replicate_range must be (start, stop) with 0 <= start < stop <= replicates "
+                    f"({self.replicates}); got {tuple(rng) if ok else rng!r}."
+                )
+            object.__setattr__(self, "replicate_range", (int(rng[0]), int(rng[1])))
+        validation.seed(self.seed)
+        validation.probability("prob", self.prob)
+        if self.num_units is not None:  # None: as many units as the Monte Carlo error needs
+            validation.positive_int("num_units", self.num_units)
+        validation.boolean("allow_unidentified", self.allow_unidentified)
+        object.__setattr__(self, "device", str(self.device))
+        object.__setattr__(self, "fit_kwargs", dict(self.fit_kwargs or {}))
+        if isinstance(self.method, str):  # options checked by the method itself, before any work
+            make_method(self.method, self.fit_kwargs)
+
+    @property
+    def replicate_ids(self) -> range:
+        """The replicates this run computes (a shard's range, or all of them)."""
+        return range(*self.replicate_range) if self.replicate_range else range(self.replicates)
+
+    @property
+    def cells(self) -> list[tuple[int, int]]:
+        """The (N, replicate) cells of this run, in table order."""
+        return [(n, r) for n in self.sizes for r in self.replicate_ids]
+
+
+def _keyable(value: Any) -> Any:
+    # A fit option that is code (a guide function, an optimiser class) is keyed by its code.
+    if callable(value):
+        return {"code": code_identity(value)}
+    if isinstance(value, Mapping):
+        return {str(k): _keyable(v) for k, v in value.items()}
+    return value
+
+
+def target_settings(target: Target, spec: GridSpec) -> Settings:
+    """The settings key space of a target's cells under a grid's settings.
+
+    Examples
+    --------
+    >>> from causal_pp.cases import get_case
+    >>> from causal_pp.convergence.targets import resolve_target
+    >>> t = resolve_target(get_case("frontdoor"), "ate", None, None, None)
+    >>> a = target_settings(t, GridSpec(sizes=(50,), replicates=1))
+    >>> b = target_settings(t, GridSpec(sizes=(50,), replicates=1, fit_kwargs={"num_steps": 40}))
+    >>> a.key == b.key
+    False
+    """
+    return Settings(
+        case=target.name,
+        fingerprint=target.fingerprint,
+        query=repr(target.query),
+        method=str(spec.method),
+        seed=spec.seed,
+        fit_kwargs=_keyable(dict(spec.fit_kwargs or {})),
+        num_units=spec.num_units,
+        prob=spec.prob,
+        device=spec.device,
+        extra={"cell_format": CELL_FORMAT},
+    )
+
+
+def _notify_default(message: str) -> None:
+    warn(f"causal_pp: {message}")
+
+
+def _waiting(notify: Notify) -> Callable[[list[ClaimInfo]], None]:
+    def on_wait(holders: list[ClaimInfo]) -> None:
+        who = sorted({f"pid {h.pid} on {h.host}" for h in holders if h.pid is not None})
+        notify(
+            f"waiting for {len(holders)} cell(s) that another process sharing the folder is computing"
+            + (f" ({', '.join(who)})" if who else "")
+            + "; cells it does not finish are computed here."
+        )
+
+    return on_wait
+
+
+class _Driver:
+    """Claims tasks, hands them to the executor, stores the cells that come back."""
+
+    def __init__(
+        self,
+        targets: Sequence[Target],
+        settings: Sequence[Settings],
+        spec: GridSpec,
+        store: ResultStore | None,
+    ) -> None:
+        self.targets, self.settings, self.spec, self.store = list(targets), list(settings), spec, store
+        self.done: dict[str, dict[tuple[int, int], dict[str, Any]]] = {t.name: {} for t in targets}
+        if store is not None:
+            for t, s in zip(targets, settings, strict=True):
+                cells = store.read(s)
+                for n, r in spec.cells:
+                    cell = cells.get((t.name, n, r))
+                    if cell is not None:
+                        self.done[t.name][(n, r)] = cell
+        self.claims: dict[int, Claim] = {}
+        self.blocked: list[tuple[int, int]] = []
+
+    def pairs(self, cell: tuple[int, int]) -> list[tuple[Settings, tuple[str, int, int]]]:
+        n, r = cell
+        return [(s, (t.name, n, r)) for t, s in zip(self.targets, self.settings, strict=True)]
+
+    def todo(self) -> list[tuple[int, int]]:
+        return [c for c in self.spec.cells if any(c not in self.done[t.name] for t in self.targets)]
+
+    def _task(self, cell: tuple[int, int], targets: Sequence[Target]) -> CellTask:
+        spec = self.spec
+        return CellTask(
+            tuple(targets), cell[0], cell[1], seed=spec.seed, method=spec.method, device=spec.device,
+            prob=spec.prob, num_units=spec.num_units, allow_unidentified=spec.allow_unidentified,
+            fit_kwargs=dict(spec.fit_kwargs or {}),
+        )  # fmt: skip
+
+    def feed(self, cells: Sequence[tuple[int, int]]) -> Iterator[CellTask]:
+        """Tasks to run, each claimed as the executor pulls it (blocked ones are set aside)."""
+        for cell in cells:
+            if self.store is None:
+                yield self._task(cell, [t for t in self.targets if cell not in self.done[t.name]])
+                continue
+            claim = self.store.claim_many(self.pairs(cell))
+            if not claim.acquired:
+                self.blocked.append(cell)
+                continue
+            todo = {cell_id[0] for _, cell_id in claim.todo}
+            if not todo:  # finished by another process meanwhile
+                claim.release()
+                self.reread(cell)
+                continue
+            task = self._task(cell, [t for t in self.targets if t.name in todo])
+            self.claims[id(task)] = claim
+            yield task
+
+    def reread(self, cell: tuple[int, int]) -> None:
+        assert self.store is not None
+        for t, s in zip(self.targets, self.settings, strict=True):
+            stored = self.store.read(s).get((t.name, *cell))
+            if stored is not None:
+                self.done[t.name][cell] = stored
+
+    def finish(self, task: CellTask, cells: list[dict[str, Any]]) -> None:
+        """Store a task's cells (this process is the store's only writer), then release its claim."""
+        by_name = {t.name: s for t, s in zip(self.targets, self.settings, strict=True)}
+        try:
+            for cell in cells:
+                if self.store is not None:
+                    self.store.append(
+                        by_name[cell["target"]], {(cell["target"], task.n, task.replicate): cell}
+                    )
+                self.done[cell["target"]][(task.n, task.replicate)] = cell
+        finally:
+            claim = self.claims.pop(id(task), None)
+            if claim is not None:
+                claim.release()
+
+    def release_all(self) -> None:
+        for claim in self.claims.values():
+            claim.release()
+        self.claims.clear()
+
+
+def _run(
+    driver: _Driver, executor: Executor, progress: Callable[[dict[str, Any] | None], None], notify: Notify
+) -> None:
+    pending = driver.todo()
+    tried: set[tuple[int, int]] = set()
+    try:
+        while pending:
+            driver.blocked = []
+            # closing(): a failure here stops the executor at once (pending work is cancelled)
+            with contextlib.closing(executor.imap(compute_task, driver.feed(pending))) as results:
+                for task, cells in results:
+                    tried.add((task.n, task.replicate))
+                    driver.finish(task, cells)
+                    progress(cells[0] if cells else None)
+            if not driver.blocked or driver.store is None:
+                break
+            driver.store.wait([p for c in driver.blocked for p in driver.pairs(c)], on_wait=_waiting(notify))
+            for cell in driver.blocked:
+                driver.reread(cell)
+                if cell not in tried and all(cell in driver.done[t.name] for t in driver.targets):
+                    progress(None)
+            pending = [c for c in driver.blocked if c not in tried and c in driver.todo()]
+    finally:
+        driver.release_all()
+        if driver.store is not None:
+            driver.store.prune_claims()
+
+
+def run_grid(
+    targets: Sequence[Target],
+    spec: GridSpec,
+    *,
+    out: str | Path | None = None,
+    progress: bool = True,
+    executor: str | Executor = "serial",
+    workers: int | None = None,
+    on_notice: Notify | None = None,
+) -> dict[str, Study]:
+    """Run (or resume) a grid of cells for targets sharing a model and simulator; a Study per target.
+
+    Every argument is checked before anything is fitted or written. See :func:`~causal_pp.convergence.study`.
+
+    Examples
+    --------
+    >>> from causal_pp.cases import get_case
+    >>> from causal_pp.convergence.targets import resolve_target
+    >>> t = resolve_target(get_case("frontdoor"), "ate", None, None, None)
+    >>> run_grid([t], GridSpec(sizes=(30, 60), replicates=1, num_units=50,
+    ...          fit_kwargs={"num_steps": 8, "restarts": 1}), progress=False)  # doctest: +SKIP
+    """
+    from tqdm.auto import tqdm
+
+    notify = on_notice or _notify_default
+    for target in targets:
+        if not target.identified and not spec.allow_unidentified:
+            identify(target.model.graph, target.query)  # raises NotIdentifiableError with the reason
+    runner = make_executor(executor, workers)
+    settings = [target_settings(t, spec) for t in targets]
+    store = None
+    if out is not None:
+        store = ResultStore(out, schema=CELL_SCHEMA)
+        for s in settings:
+            for other in store.others(s):
+                notify(f"{store.folder}: {other.message()}")
+    if runner.name != "serial":
+        runner.check_payload(tuple(targets))
+    driver = _Driver(targets, settings, spec, store)
+    grid = spec.cells
+    desc = targets[0].name if len(targets) == 1 else targets[0].name.split("/")[0]
+    bar = tqdm(total=len(grid), initial=len(grid) - len(driver.todo()), desc=desc, disable=not progress)
+
+    def advance(cell: dict[str, Any] | None) -> None:
+        if cell is not None and cell.get("abs_error") is not None:
+            bar.set_postfix(n=cell["n"], err=f"{cell['abs_error']:.3g}")
+        bar.update()
+
+    try:
+        _run(driver, runner, advance, notify)
+    finally:
+        bar.close()
+        if runner is not executor:  # made here from a name: ours to close; an object is the caller's
+            runner.close()
+    missing = driver.todo()
+    if missing:  # only if another process holds cells past our wait (it cannot: wait has no timeout)
+        raise CausalPPError(f"{len(missing)} cell(s) of the grid were not computed: {missing[:3]} ...")
+    meta = _meta(spec, runner, out, settings)
+    return {t.name: _study(t, driver.done[t.name], grid, spec, meta) for t in targets}
+
+
+def _meta(
+    spec: GridSpec, runner: Executor, out: str | Path | None, settings: Sequence[Settings]
+) -> dict[str, Any]:
+    return {
+        "method": spec.method,
+        "seed": spec.seed,
+        "device": spec.device,
+        "sizes": list(spec.sizes),
+        "replicates": spec.replicates,
+        "replicate_range": list(spec.replicate_range) if spec.replicate_range else None,
+        "fit_kwargs": dict(spec.fit_kwargs or {}),
+        "num_units": spec.num_units,
+        "prob": spec.prob,
+        "executor": runner.describe(),
+        "out": None if out is None else str(out),
+        "settings_keys": {s.case: s.key for s in settings},
+        "command": " ".join(sys.argv),
+        "machine": f"{platform.platform()}, {os.cpu_count()} CPUs, Python {platform.python_version()}",
+    }
+
+
+def _row(cell: Mapping[str, Any]) -> dict[str, Any]:
+    row = {k: v for k, v in cell.items() if k not in DRAW_KEYS and k not in NESTED_KEYS}
+    row["flags"] = "; ".join(cell.get("flags") or [])
+    for prefix, key in (("fit_", "fit_diagnostics"), ("est_", "estimate_diagnostics")):
+        for name, value in (cell.get(key) or {}).items():
+            if value is None or isinstance(value, (bool, int, float, str)):
+                row[prefix + name] = value
+    return row
+
+
+def _study(
+    target: Target,
+    cells: Mapping[tuple[int, int], dict[str, Any]],
+    grid: list[tuple[int, int]],
+    spec: GridSpec,
+    meta: dict[str, Any],
+) -> Study:
+    table = pd.DataFrame([_row(cells[c]) for c in grid])
+    for col in ("mean", "sd", "lo", "hi", "abs_error", "plugin", "plugin_abs_error", "wasserstein"):
+        if col in table.columns:  # failed cells hold None: NaN in a float column
+            table[col] = pd.to_numeric(table[col], errors="coerce").astype(float)
+    return Study(
+        table=table,
+        target=target.name,
+        identified=target.identified,
+        truth=target.truth,
+        prob=spec.prob,
+        predictive={c: cells[c].get("predictive", []) for c in grid},
+        truth_predictive=[v for c in grid for v in cells[c].get("truth_predictive", [])],
+        outcome_label=outcome_label(target.query),
+        meta=dict(meta),
+        cells={c: cells[c] for c in grid},
+    )

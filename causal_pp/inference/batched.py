@@ -1,0 +1,696 @@
+"""Fitting many data sets of one model at once: :func:`fit_many`, one vectorised SVI program.
+
+Independent data sets with independent global parameters are one program with an outer batch
+dimension: the model runs under a plate over *rows* (left of its own plates), each row holds one
+data set, and each row has its own guide (:class:`~causal_pp.inference.batched_guide.BatchedLowRankGuide`).
+The ELBO is a sum of independent per-row terms, so each row's gradient touches only its own
+parameters; the optimiser (Adam with element-wise gradient clipping, as Pyro's ``ClippedAdam``)
+keeps a learning rate and a phase per row. Per row, as :class:`~causal_pp.inference.SVI` does
+for one data set:
+
+* **restarts** -- ``restarts`` starts per data set are rows of one batch for 150 steps; each data
+  set continues from its best start (lowest mean loss over the last 50 steps);
+* **convergence** -- a row's loss is tested for a plateau every 250 steps (two-sided, as
+  :func:`~causal_pp.inference.svi.plateau_test`); a row that levels off (or whose loss rises)
+  anneals its own learning rate for 500 steps and then stops moving while the others go on;
+* **failure** -- a row whose loss stays non-finite stops, and its data set is reported failed
+  without disturbing the others;
+* **importance correction** of the guide's draws of the global parameters
+  (:mod:`~causal_pp.inference.importance`), per data set;
+* **diagnostics** per data set, in the same keys as a single SVI fit.
+
+Every random number a row uses comes from its own generator, seeded from its data set's seed: a
+data set's posterior does not depend on which other data sets share its batch.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pyro
+import torch
+from pyro import poutine
+from tqdm.auto import tqdm
+
+from .. import validation as check
+from ..errors import ArgumentTypeError, DataError, InferenceError, InvalidArgumentError, warn
+from ..model import CausalModel
+from ..posterior import CausalPosterior
+from ..runtime import (
+    SMALL_PROBLEM_UNITS,
+    child_seeds,
+    num_threads,
+    on_device,
+    released_jit_traces,
+    resolve_device,
+)
+from .batched_guide import BatchedLowRankGuide, Layout, draw, median_init, prototype
+from .data import check_data_shapes, check_support, validate_data
+from .fit import fit, latent_sites
+from .guides import global_dims
+from .importance import GaussianView
+from .methods import FitProblem, make_method
+from .svi import (
+    SVI,
+    SVI_ANNEAL_STEPS,
+    SVI_BLOCK,
+    SVI_MAX_STEPS,
+    SVI_MIN_STEPS,
+    SVI_RESTART_STEPS,
+    plateau_test,
+)
+
+if TYPE_CHECKING:  # pragma: no cover
+    import pandas as pd
+
+    from ..program import ProgramStructure
+
+__all__ = ["fit_many"]
+
+_CLIP = 10.0  # ClippedAdam's element-wise gradient clamp
+_BETAS = (0.9, 0.999)
+_EPS = 1e-8
+_NONFINITE = 25  # steps of non-finite loss after which a row has failed
+
+
+class _RowAdam:
+    """Adam with element-wise gradient clipping, a learning rate per row, and frozen rows."""
+
+    def __init__(self, params: Sequence[torch.Tensor], lr: float) -> None:
+        self.params = list(params)
+        rows = self.params[0].shape[0]
+        self.lr = torch.full((rows,), float(lr), dtype=self.params[0].dtype)
+        self.active = torch.ones(rows, dtype=torch.bool)
+        self.m = [torch.zeros_like(p) for p in self.params]
+        self.v = [torch.zeros_like(p) for p in self.params]
+        self.t = torch.zeros(rows, dtype=self.params[0].dtype)
+
+    @torch.no_grad()
+    def step(self) -> None:
+        self.t += self.active.to(self.t.dtype)
+        b1, b2 = _BETAS
+        t = self.t.clamp_min(1.0)
+        for p, m, v in zip(self.params, self.m, self.v, strict=True):
+            if p.grad is None:
+                continue
+            shape = (-1, *([1] * (p.dim() - 1)))
+            act = self.active.view(shape)
+            g = torch.nan_to_num(p.grad.clamp(-_CLIP, _CLIP), nan=0.0)
+            m.copy_(torch.where(act, b1 * m + (1 - b1) * g, m))
+            v.copy_(torch.where(act, b2 * v + (1 - b2) * g * g, v))
+            m_hat = m / (1 - b1 ** t.view(shape))
+            v_hat = v / (1 - b2 ** t.view(shape))
+            update = self.lr.view(shape) * m_hat / (v_hat.sqrt() + _EPS)
+            p.sub_(torch.where(act, update, torch.zeros_like(update)))
+            p.grad = None
+
+
+class _Batch:
+    """The batched program: rows of data sets, the guide, and the per-row negative ELBO."""
+
+    def __init__(
+        self,
+        model: CausalModel,
+        data: Mapping[str, torch.Tensor],
+        n: int,
+        structure: ProgramStructure,
+        names: Sequence[str],
+        model_args: tuple[Any, ...],
+        model_kwargs: Mapping[str, Any],
+    ) -> None:
+        self.model, self.data, self.n, self.structure = model, data, n, structure
+        self.rows = next(iter(data.values())).shape[0]
+        self.P = structure.max_plate_nesting
+        self.names, self.args, self.kwargs = list(names), model_args, dict(model_kwargs)
+
+    def program(self, values: Mapping[str, torch.Tensor] | None = None) -> Any:
+        data = {**self.data, **(values or {})}
+        with pyro.plate("_rows", self.rows, dim=-(self.P + 1)):
+            return poutine.condition(self.model.fn, data=data)(self.n, *self.args, **self.kwargs)
+
+    def layout(self, single: Mapping[str, Any]) -> Layout:
+        return Layout.of(single, prototype(self.program), self.names, self.rows)
+
+    def objective(self, layout: Layout, particles: int) -> Callable[..., torch.Tensor]:
+        """``f(loc, raw_scale, cov_factor, e_w, e_d)``: per-row negative ELBO ``(rows,)``, averaged
+        over the ``particles`` draws the noise gives."""
+
+        def negative_elbo(
+            loc: torch.Tensor,
+            raw_scale: torch.Tensor,
+            cov_factor: torch.Tensor,
+            e_w: torch.Tensor,
+            e_d: torch.Tensor,
+        ) -> torch.Tensor:
+            z, entropy = draw(loc, raw_scale, cov_factor, e_w, e_d)
+            values, log_j = layout.unpack(z)
+            with pyro.plate("_particles", particles, dim=-(self.P + 2)):
+                tr = poutine.trace(self.program).get_trace(values)
+            log_p = torch.zeros_like(log_j)
+            for msg in tr.nodes.values():
+                if msg["type"] != "sample" or msg["name"].startswith("_"):
+                    continue
+                lp = msg["fn"].log_prob(msg["value"])
+                while lp.dim() < self.P + 2:
+                    lp = lp.unsqueeze(0)
+                log_p = log_p + lp.sum(tuple(range(-self.P, 0))).expand_as(log_p)
+            return -(log_p + log_j).mean(0) - entropy
+
+        return negative_elbo
+
+
+def _rows_of(datasets: Sequence[Mapping[str, torch.Tensor]], repeat: int) -> dict[str, torch.Tensor]:
+    """Stack data sets into rows, each repeated ``repeat`` times (its starts) in a row."""
+    return {k: torch.stack([d[k] for d in datasets for _ in range(repeat)]) for k in datasets[0]}
+
+
+_BANK = 64  # steps of noise drawn at once per row
+
+
+def _compiled(
+    fn: Callable[..., torch.Tensor], guide: BatchedLowRankGuide, particles: int, jit: bool
+) -> Callable[..., torch.Tensor]:
+    """``fn`` traced once with TorchScript (as Pyro's JitTrace_ELBO does), or ``fn`` itself."""
+    if not jit:
+        return fn
+    rows, dim = guide.loc.shape
+    # example noise of the right shapes: the rows' own random streams stay untouched
+    zeros = guide.loc.new_zeros
+    example = (*guide.params, zeros((particles, rows, guide.rank)), zeros((particles, rows, dim)))
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
+        warnings.filterwarnings("ignore", message="`torch.jit.trace` is deprecated")
+        return torch.jit.trace(fn, example, check_trace=False)
+
+
+@dataclass
+class _Rows:
+    """The optimisation state of every row (numpy arrays, one entry per row)."""
+
+    steps: np.ndarray  # steps taken by each row
+    annealing: np.ndarray  # -1: constant rate; t >= 0: anneal step t
+    done: np.ndarray
+    nonfinite: np.ndarray  # non-finite losses in a row so far
+    plateau: list[tuple[bool, float, float, str]]
+    failed: list[str | None]
+
+    @classmethod
+    def start(cls, rows: int) -> _Rows:
+        z = np.zeros(rows, dtype=int)
+        return cls(
+            z.copy(),
+            z - 1,
+            z.astype(bool),
+            z.copy(),
+            [(False, math.nan, math.nan, "too short")] * rows,
+            [None] * rows,
+        )
+
+
+def _schedule(steps: int | None, restart: bool) -> tuple[int, int, bool, int]:
+    """(anneal steps, constant-rate steps at most, adaptive?, plateau block) as SVI sets them."""
+    if restart:
+        anneal, main_max, adaptive = 0, SVI_RESTART_STEPS, False
+    elif steps is None:
+        anneal, main_max, adaptive = SVI_ANNEAL_STEPS, SVI_MAX_STEPS - SVI_ANNEAL_STEPS, True
+    else:
+        anneal = min(SVI_ANNEAL_STEPS, steps // 4)
+        main_max, adaptive = steps - anneal, False
+    block = SVI_BLOCK if adaptive else max(10, min(SVI_BLOCK, max(main_max, 1) // 4))
+    return anneal, main_max, adaptive, block
+
+
+def _run_phase(
+    batch: _Batch,
+    guide: BatchedLowRankGuide,
+    *,
+    steps: int | None,
+    particles: int,
+    lr: float,
+    lr_decay: float,
+    restart: bool,
+    bar: Any,
+    jit: bool = True,
+) -> tuple[list[list[float]], list[tuple[bool, float, float, str]], list[str | None], list[int]]:
+    """Optimise every row; returns per row its losses, plateau test, failure (or None), and steps."""
+    anneal, main_max, adaptive, block = _schedule(steps, restart)
+    opt = _RowAdam(guide.params, lr)
+    st = _Rows.start(batch.rows)
+    log: list[np.ndarray] = []  # one loss per row per step; a row's history is its first steps
+    objective = _compiled(batch.objective(guide.layout, particles), guide, particles, jit)
+    bank: tuple[torch.Tensor, torch.Tensor] | None = None
+    for i in range(main_max + anneal):
+        if st.done.all():
+            break
+        if i % _BANK == 0:  # each row's noise, drawn from its own generator in blocks of steps
+            bank = guide.noise_bank(particles, _BANK)
+        loss = objective(*guide.params, bank[0][i % _BANK], bank[1][i % _BANK])
+        torch.where(opt.active, loss, torch.zeros_like(loss)).sum().backward()
+        opt.step()
+        bar.update()
+        log.append(loss.detach().cpu().numpy().astype(float))
+        _advance(
+            st,
+            log,
+            opt,
+            lr=lr,
+            lr_decay=lr_decay,
+            main_max=main_max,
+            anneal=anneal,
+            block=block,
+            adaptive=adaptive,
+            restart=restart,
+        )
+    history = np.stack(log) if log else np.zeros((0, batch.rows))
+    losses = [history[: st.steps[r], r].tolist() for r in range(batch.rows)]
+    return losses, st.plateau, st.failed, st.steps.tolist()
+
+
+def _advance(
+    st: _Rows,
+    log: list[np.ndarray],
+    opt: _RowAdam,
+    *,
+    lr: float,
+    lr_decay: float,
+    main_max: int,
+    anneal: int,
+    block: int,
+    adaptive: bool,
+    restart: bool,
+) -> None:
+    """Every row's state after a step (vectorised; Python work only where a row changes phase)."""
+    live = ~st.done
+    st.steps[live] += 1
+    finite = np.isfinite(log[-1])
+    st.nonfinite[live] = np.where(finite[live], 0, st.nonfinite[live] + 1)
+    for r in np.flatnonzero(live & (st.nonfinite >= _NONFINITE)):
+        st.failed[r] = (
+            f"SVI diverged: the loss has not been finite for {_NONFINITE} steps (up to step {st.steps[r]}); "
+            f"lower lr (now {lr:g}), or check the priors and the scale of the data"
+        )
+        _stop(st, opt, r)
+    if restart:
+        return
+    annealing = live & ~st.done & (st.annealing >= 0)
+    st.annealing[annealing] += 1
+    for r in np.flatnonzero(annealing):
+        if st.annealing[r] >= anneal:
+            _stop(st, opt, r)
+        else:  # the rate of the next step, as SVI's annealing sets it before each step
+            opt.lr[r] = lr * lr_decay ** ((st.annealing[r] + 1) / anneal)
+    constant = live & ~st.done & (st.annealing < 0)
+    k = st.steps[constant]
+    check_now = adaptive & (k >= SVI_MIN_STEPS) & (k % block == 0)
+    end_main = k >= main_max
+    for r, c, e in zip(np.flatnonzero(constant), check_now, end_main, strict=True):
+        if not (c or e):
+            continue
+        own = np.stack(log[-st.steps[r] :])[:, r] if st.steps[r] else np.zeros(0)
+        st.plateau[r] = plateau_test(own, block)
+        if e or st.plateau[r][0] or st.plateau[r][3] == "rising":
+            if anneal == 0:
+                _stop(st, opt, r)
+            else:
+                st.annealing[r] = 0
+                opt.lr[r] = lr * lr_decay ** (1 / anneal)
+
+
+def _stop(st: _Rows, opt: _RowAdam, r: int) -> None:
+    st.done[r] = True
+    opt.active[r] = False
+
+
+def _view(guide: BatchedLowRankGuide, row: int) -> GaussianView:
+    """Row ``row`` of the batched guide as the Gaussian the importance correction needs."""
+    q = guide.posterior()
+    loc = q.loc[row].detach()
+    W, d = q.cov_factor[row].detach(), q.cov_diag[row].detach()
+
+    def cov(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        return W[a] @ W[b].T + (a.unsqueeze(1) == b.unsqueeze(0)) * d[a].unsqueeze(1)
+
+    slots = guide.layout.slots
+    shapes = {s.name: tuple(s.transform.inv.forward_shape(s.shape)) for s in slots}
+    return GaussianView(
+        loc,
+        cov,
+        (W * W).sum(-1) + d,
+        {s.name: (s.start, s.stop) for s in slots},
+        shapes,
+        {s.name: s.support for s in slots},
+    )
+
+
+def _checked(
+    model: Any, datasets: Any, seeds: Sequence[int] | None, seed: int, errors: str
+) -> tuple[list[dict[str, torch.Tensor]], list[int], int]:
+    """Every argument checked before any work: the data sets (one length), their seeds."""
+    if not isinstance(model, CausalModel):
+        raise ArgumentTypeError(
+            f"fit_many() needs a CausalModel; got {type(model).__name__}. Use @causal_model(graph)."
+        )
+    if isinstance(datasets, (Mapping, str, bytes)) or not isinstance(datasets, Sequence) or not datasets:
+        raise ArgumentTypeError(
+            "datasets must be a non-empty list of data sets (DataFrames or dicts of columns); "
+            f"got {type(datasets).__name__}."
+        )
+    check.choice("errors", errors, ("raise", "return"))
+    check.seed(seed)
+    data = [validate_data(d, model.graph) for d in datasets]
+    lengths = sorted({int(next(iter(d.values())).shape[0]) for d in data})
+    if len(lengths) > 1:
+        raise DataError(
+            f"fit_many() fits data sets of one size as one batch; got sizes {lengths}. Fit each size separately."
+        )
+    if seeds is None:
+        seeds = child_seeds(seed, len(data))
+    elif isinstance(seeds, (str, bytes)) or not isinstance(seeds, Sequence) or len(seeds) != len(data):
+        raise InvalidArgumentError(
+            f"seeds must be a list of {len(data)} seeds, one per data set; got {seeds!r}."
+        )
+    return data, [check.seed(s, "seeds[i]") for s in seeds], lengths[0]
+
+
+def _start_phase(
+    batch_of: Callable[[int], _Batch],
+    conditioned: Sequence[Callable[[], Any]],
+    seeds: Sequence[int],
+    svi: SVI,
+    rank: int,
+    bar: Any,
+) -> tuple[_Batch, BatchedLowRankGuide, list[list[float]]]:
+    """Every start of every data set as rows of one batch; each data set keeps its best start."""
+    R, S = len(seeds), svi.restarts
+    batch = batch_of(S)
+    layout = batch.layout(prototype(conditioned[0]))
+    row_seeds = [s for sd in seeds for s in child_seeds(sd, S)]
+    P = batch.P
+    init = torch.stack([median_init(conditioned[i // S], layout, row_seeds[i], P) for i in range(R * S)])
+    gens = [torch.Generator().manual_seed(s) for s in row_seeds]
+    guide = BatchedLowRankGuide(layout, init.to(torch.get_default_dtype()), rank=rank, generators=gens)
+    if S == 1:
+        return batch, guide, [[] for _ in range(R)]
+    losses, _, _, _ = _run_phase(
+        batch,
+        guide,
+        steps=None,
+        particles=svi.num_particles,
+        lr=svi.lr,
+        lr_decay=1.0,
+        restart=True,
+        bar=bar,
+        jit=svi.jit_compile,
+    )
+    scores = [float(np.mean(x[-SVI_RESTART_STEPS // 3 :])) if x else math.inf for x in losses]
+    best = []
+    for r in range(R):
+        own = scores[r * S : (r + 1) * S]
+        finite = [k for k in range(S) if np.isfinite(own[k])]
+        best.append(r * S + (min(finite, key=own.__getitem__) if finite else 0))
+    return batch_of(1), guide.select(torch.tensor(best)), [scores[r * S : (r + 1) * S] for r in range(R)]
+
+
+def fit_many(
+    model: CausalModel,
+    datasets: Sequence[pd.DataFrame | Mapping[str, Any]],
+    *,
+    method: str | SVI = "svi",
+    seeds: Sequence[int] | None = None,
+    seed: int = 0,
+    device: str | torch.device = "cpu",
+    progress_bar: bool = True,
+    model_args: tuple[Any, ...] = (),
+    model_kwargs: Mapping[str, Any] | None = None,
+    threads: int | str | None = "auto",
+    errors: str = "raise",
+    **options: Any,
+) -> list[CausalPosterior | InferenceError]:
+    """Fit one model to many data sets of one size at once (one vectorised SVI program).
+
+    Each data set gets what :func:`~causal_pp.inference.fit` with ``method="svi"`` gives it --
+    restarts, adaptive steps, annealing, the importance correction, diagnostics -- decided per data
+    set, in one batch (see the module docstring). Where the batch cannot apply (NUTS; a guide
+    other than the low-rank MVN; enumerated discrete latents) every data set is fitted on its own,
+    and each posterior's ``diagnostics["batched"]`` says so with the reason.
+
+    Parameters
+    ----------
+    model
+        The :class:`~causal_pp.CausalModel`.
+    datasets
+        Data sets of equal size, each as :func:`~causal_pp.inference.fit` takes it.
+    method, **options
+        As for :func:`~causal_pp.inference.fit` (``"svi"``, an :class:`~causal_pp.inference.SVI`
+        object, or ``"nuts"``, which falls back to one fit per data set).
+    seeds
+        One seed per data set (its fit depends on it alone, not on the batch); default: derived
+        from ``seed``.
+    errors
+        ``"raise"`` (an :class:`~causal_pp.errors.InferenceError` naming the data sets whose fit
+        diverged) or ``"return"`` (their entries in the result are the errors).
+
+    Returns
+    -------
+    list
+        One :class:`~causal_pp.CausalPosterior` per data set (or error, with ``errors="return"``).
+
+    Examples
+    --------
+    >>> import pyro, pyro.distributions as dist, torch
+    >>> from causal_pp import CausalGraph, causal_model, units
+    >>> @causal_model(CausalGraph.parse("X -> Y"))
+    ... def m(n):
+    ...     b = pyro.sample("b", dist.Normal(0.0, 1.0))
+    ...     with units(n):
+    ...         x = pyro.sample("X", dist.Normal(0.0, 1.0))
+    ...         pyro.sample("Y", dist.Normal(b * x, 1.0))
+    >>> x = torch.linspace(-2, 2, 50)
+    >>> posts = fit_many(m, [{"X": x, "Y": k * x} for k in (0.5, -1.0)], num_steps=300, progress_bar=False)
+    >>> [round(p.samples["b"].mean().item(), 1) for p in posts]
+    [0.5, -1.0]
+    """
+    svi = make_method(method, options)
+    data, seeds, n = _checked(model, datasets, seeds, seed, errors)
+    check.boolean("progress_bar", progress_bar)
+    dev = resolve_device(device)
+    model_kwargs = dict(model_kwargs or {})
+    structure = model.check(n=n, model_args=model_args, model_kwargs=model_kwargs)
+    for d in data:
+        check_data_shapes(d, structure)
+    globals_, unit_latent, enum = latent_sites(model, structure)
+    reason = _fallback_reason(svi, enum)
+    if reason is not None:
+        return _one_by_one(
+            model, data, seeds, svi, reason, dev, progress_bar, model_args, model_kwargs, threads
+        )
+    k = (1 if n < SMALL_PROBLEM_UNITS else None) if threads == "auto" else threads
+    with on_device(dev), num_threads(k), released_jit_traces(), pyro.validation_enabled(False):
+        return _fit_batch(
+            model,
+            data,
+            seeds,
+            svi,
+            structure,
+            globals_,
+            unit_latent,
+            dev,
+            progress_bar,
+            model_args,
+            model_kwargs,
+            errors,
+        )
+
+
+def _fallback_reason(svi: Any, enum: Sequence[str]) -> str | None:
+    if not isinstance(svi, SVI):
+        return f"method {svi.name!r} has no batched form; each data set is fitted on its own"
+    if not (isinstance(svi.guide, str) and svi.guide in ("auto", "lowrank_mvn")):
+        return f"guide {svi.guide!r} has no batched form (only the low-rank MVN); each data set is fitted on its own"
+    if enum:
+        return f"enumerated discrete latents {list(enum)} have no batched form; each data set is fitted on its own"
+    return None
+
+
+def _one_by_one(
+    model: CausalModel,
+    data: Sequence[Mapping[str, torch.Tensor]],
+    seeds: Sequence[int],
+    method: Any,
+    reason: str,
+    dev: torch.device,
+    progress_bar: bool,
+    model_args: tuple[Any, ...],
+    model_kwargs: Mapping[str, Any],
+    threads: Any,
+) -> list[CausalPosterior | InferenceError]:
+    out: list[CausalPosterior | InferenceError] = []
+    for d, sd in zip(data, seeds, strict=True):
+        post = fit(
+            model,
+            d,
+            method=method,
+            seed=sd,
+            device=dev,
+            progress_bar=progress_bar,
+            model_args=model_args,
+            model_kwargs=model_kwargs,
+            threads=threads,
+        )
+        post.diagnostics.update(batched=False, batch_fallback=reason)
+        out.append(post)
+    return out
+
+
+def _fit_batch(
+    model: CausalModel,
+    data: Sequence[Mapping[str, torch.Tensor]],
+    seeds: Sequence[int],
+    svi: SVI,
+    structure: ProgramStructure,
+    globals_: Sequence[str],
+    unit_latent: Sequence[str],
+    dev: torch.device,
+    progress_bar: bool,
+    model_args: tuple[Any, ...],
+    model_kwargs: Mapping[str, Any],
+    errors: str,
+) -> list[CausalPosterior | InferenceError]:
+    R, n = len(data), structure.n
+    on_dev = [{k: v.to(dev) for k, v in d.items()} for d in data]
+    conditioned = [
+        (lambda d=d: poutine.condition(model.fn, data=d)(n, *model_args, **model_kwargs)) for d in on_dev
+    ]
+    for c, sd in zip(conditioned, seeds, strict=True):
+        check_support(c, list(on_dev[0]), dev, sd)
+    order = [name for name in prototype(conditioned[0]) if name in set(globals_) | set(unit_latent)]
+    g_dims = global_dims(structure, list(globals_))
+    latent_dim = g_dims + sum(math.prod(structure.sites[u].shape) for u in unit_latent)
+    rank = max(1, min(g_dims + 2, latent_dim - 1))
+
+    def batch_of(starts: int) -> _Batch:
+        return _Batch(model, _rows_of(on_dev, starts), n, structure, order, model_args, model_kwargs)
+
+    t0 = time.perf_counter()
+    bar = tqdm(desc=f"SVI x {R}", disable=not progress_bar, leave=False, unit="step")
+    try:
+        batch, guide, start_scores = _start_phase(batch_of, conditioned, seeds, svi, rank, bar)
+        losses, plateau, failed, _ = _run_phase(
+            batch,
+            guide,
+            steps=svi.num_steps,
+            particles=svi.num_particles,
+            lr=svi.lr,
+            lr_decay=svi.lr_decay,
+            restart=False,
+            bar=bar,
+            jit=svi.jit_compile,
+        )
+    finally:
+        bar.close()
+    with torch.no_grad():
+        z = guide.sample(svi.num_samples)
+        per_row = guide.layout.per_row(z)
+    batch_time = time.perf_counter() - t0
+    out: list[CausalPosterior | InferenceError] = []
+    warnings_by_row: dict[int, list[str]] = {}
+    for r in range(R):
+        if failed[r] is not None:
+            out.append(InferenceError(f"data set {r}: {failed[r]}."))
+            continue
+        post, problems = _posterior(
+            model,
+            data[r],
+            conditioned[r],
+            seeds[r],
+            svi,
+            structure,
+            globals_,
+            unit_latent,
+            guide,
+            r,
+            per_row,
+            losses[r],
+            plateau[r],
+            start_scores[r],
+            dev,
+            model_args,
+            model_kwargs,
+            {"batched": True, "batch_size": R, "batch_time_s": batch_time},
+        )
+        if problems:
+            warnings_by_row[r] = problems
+        out.append(post)
+    bad = [r for r, x in enumerate(out) if isinstance(x, InferenceError)]
+    if bad and errors == "raise":
+        raise InferenceError(
+            f"fit_many: the fits of data sets {bad} failed: {out[bad[0]]} (pass errors='return' to keep the others)."
+        )
+    if warnings_by_row:
+        first = next(iter(warnings_by_row))
+        warn(
+            f"causal_pp: SVI fits of data sets {sorted(warnings_by_row)} of {R} may be unreliable, e.g. data set "
+            f"{first}: {'; '.join(warnings_by_row[first])}. Diagnostics are in each posterior's diagnostics."
+        )
+    return out
+
+
+def _posterior(
+    model: CausalModel,
+    data: Mapping[str, torch.Tensor],
+    conditioned: Callable[[], Any],
+    seed: int,
+    svi: SVI,
+    structure: ProgramStructure,
+    globals_: Sequence[str],
+    unit_latent: Sequence[str],
+    guide: BatchedLowRankGuide,
+    r: int,
+    per_row: Mapping[str, torch.Tensor],
+    losses: Sequence[float],
+    plateau: tuple[bool, float, float, str],
+    start_scores: Sequence[float],
+    dev: torch.device,
+    model_args: tuple[Any, ...],
+    model_kwargs: Mapping[str, Any],
+    extra: Mapping[str, Any],
+) -> tuple[CausalPosterior, list[str]]:
+    """One data set's posterior from its row: draws, importance correction, diagnostics."""
+    S = svi.num_samples
+    draws = {g: per_row[g][:, r].reshape(S, *structure.sites[g].shape).detach() for g in globals_}
+    unit_draws = {u: per_row[u][:, r].reshape(S, *structure.sites[u].shape).detach() for u in unit_latent}
+    problem = FitProblem(conditioned, tuple(globals_), tuple(unit_latent), (), structure, seed, dev, False)
+    loss_arr = np.asarray(losses, dtype=float)
+    t0 = time.perf_counter()
+    draws, is_info = svi.correct(_view(guide, r), problem, draws, loss_arr)
+    is_info["restart_losses"] = list(start_scores)
+    diagnostics = svi.diagnostics(type(guide).__name__, loss_arr, plateau, is_info)
+    diagnostics.update(extra)
+    diagnostics["time_s"] = extra["batch_time_s"] / extra["batch_size"] + (time.perf_counter() - t0)
+    diagnostics["enumerated"] = ()
+    for k, v in draws.items():
+        if not torch.isfinite(v).all():
+            raise InferenceError(
+                f"batched SVI produced non-finite draws of {k!r}; check the priors and the data scale."
+            )
+    problems, _ = svi.problems(diagnostics)
+    post = CausalPosterior(
+        model=model,
+        samples=draws,
+        data={k: v.cpu() for k, v in data.items()},
+        diagnostics=diagnostics,
+        method="svi",
+        seed=seed,
+        unit_samples=unit_draws,
+        structure=structure,
+        model_args=tuple(model_args),
+        model_kwargs=dict(model_kwargs),
+        device=dev,
+    )
+    return post, problems

@@ -1,0 +1,124 @@
+"""fit_many: many data sets of one model in one vectorised SVI program (issue #15).
+
+Each data set's fit must be what fitting it alone gives -- in distribution against ``fit``, and
+exactly against ``fit_many`` on that data set alone (a row's randomness is its own) -- with
+restarts, convergence and failure decided per data set.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from causal_pp import ATE, ArgumentTypeError, DataError, InferenceError, InvalidArgumentError
+from causal_pp.cases import get_case
+from causal_pp.inference import fit_many
+
+FRONTDOOR = get_case("frontdoor")
+BACKDOOR = get_case("backdoor")
+FAST = {"num_steps": 300, "restarts": 2, "importance": False, "progress_bar": False}
+
+
+def _ate(post):  # type: ignore[no-untyped-def]
+    est = post.estimate(ATE("X", "Y"), num_units=400, seed=1)
+    return est.mean, est.std
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", [FRONTDOOR, BACKDOOR], ids=["frontdoor", "backdoor"])
+def test_batched_and_single_fits_agree_in_distribution(case) -> None:  # type: ignore[no-untyped-def]
+    data = [case.simulate(200, seed=s) for s in (11, 12)]
+    batched = fit_many(case.model, data, seeds=[5, 6], progress_bar=False)
+    for d, b, sd in zip(data, batched, (5, 6), strict=True):
+        single = case.model.fit(d, method="svi", seed=sd, progress_bar=False)
+        (mb, sb), (ms, ss) = _ate(b), _ate(single)
+        # Monte Carlo standard error of each posterior mean: the posterior SD over the
+        # effective number of draws (the importance-resampled draws are about half effective)
+        ess = min(b.diagnostics["is_ess"], single.diagnostics["is_ess"], 500) / 2
+        se = math.hypot(sb, ss) / math.sqrt(ess)
+        assert abs(mb - ms) < 3 * se, (mb, ms, se)
+        assert abs(sb / ss - 1) < 0.10, (sb, ss)
+
+
+def test_a_data_set_is_fitted_the_same_whatever_else_is_in_its_batch() -> None:
+    data = [FRONTDOOR.simulate(100, seed=s) for s in range(3)]
+    together = fit_many(FRONTDOOR.model, data, seeds=[1, 2, 3], **FAST)
+    alone = fit_many(FRONTDOOR.model, data[1:2], seeds=[2], **FAST)
+    # the same up to the rounding of batched kernels of another batch size
+    assert torch.allclose(together[1].samples["theta_MY"], alone[0].samples["theta_MY"], rtol=0, atol=1e-4)
+    assert together[1].diagnostics["num_steps"] == alone[0].diagnostics["num_steps"]
+    again = fit_many(FRONTDOOR.model, data, seeds=[1, 2, 3], **FAST)  # the same seeds, the same numbers
+    assert all(
+        torch.equal(a.samples["theta_XM"], b.samples["theta_XM"])
+        for a, b in zip(together, again, strict=True)
+    )
+
+
+def test_a_diverging_data_set_does_not_disturb_the_others() -> None:
+    good = [FRONTDOOR.simulate(100, seed=s) for s in range(2)]
+    bad = good[0].copy()
+    # each unit's likelihood is finite (the data pass the support check) but their sum over
+    # units overflows float32: this row's loss is never finite
+    bad["Y"] = bad["Y"] * 1.5e18
+    out = fit_many(FRONTDOOR.model, [good[0], bad, good[1]], seeds=[1, 2, 3], errors="return", **FAST)
+    assert isinstance(out[1], InferenceError) and "data set 1" in str(out[1])
+    alone = fit_many(FRONTDOOR.model, good, seeds=[1, 3], **FAST)
+    for a, b in zip((out[0], out[2]), alone, strict=True):
+        assert torch.allclose(a.samples["theta_MY"], b.samples["theta_MY"], rtol=0, atol=1e-4)
+    with pytest.raises(InferenceError, match=r"data sets \[1\]"):
+        fit_many(FRONTDOOR.model, [good[0], bad], seeds=[1, 2], **FAST)
+
+
+def test_restarts_and_convergence_are_per_data_set() -> None:
+    data = [FRONTDOOR.simulate(100, seed=s) for s in range(2)]
+    out = fit_many(
+        FRONTDOOR.model, data, seeds=[1, 2], num_steps=None, restarts=3, importance=False, progress_bar=False
+    )
+    for post in out:
+        d = post.diagnostics
+        assert len(d["restart_losses"]) == 3 and d["batched"] and d["batch_size"] == 2
+        assert d["num_steps"] == len(d["loss"]) >= 750
+        assert d["loss_trend"] in ("flat", "falling", "rising")
+    alone = [
+        fit_many(
+            FRONTDOOR.model, [d], seeds=[s], num_steps=None, restarts=3, importance=False, progress_bar=False
+        )[0]
+        for d, s in zip(data, (1, 2), strict=True)
+    ]
+    assert [p.diagnostics["num_steps"] for p in out] == [p.diagnostics["num_steps"] for p in alone]
+
+
+def test_where_the_batch_cannot_apply_each_data_set_is_fitted_alone_and_says_so() -> None:
+    data = [FRONTDOOR.simulate(60, seed=s) for s in range(2)]
+    out = fit_many(
+        FRONTDOOR.model, data, guide="normal", num_steps=40, restarts=1, importance=False, progress_bar=False
+    )
+    assert all(
+        p.diagnostics["batched"] is False and "guide 'normal'" in p.diagnostics["batch_fallback"] for p in out
+    )
+
+
+@pytest.mark.parametrize(
+    ("datasets", "kwargs", "error"),
+    [
+        ([], {}, ArgumentTypeError),
+        ("not data", {}, ArgumentTypeError),
+        (None, {}, ArgumentTypeError),
+        ("two sizes", {}, DataError),
+        ("ok", {"seeds": [1]}, InvalidArgumentError),
+        ("ok", {"errors": "ignore"}, InvalidArgumentError),
+        ("ok", {"lr": -1.0}, InvalidArgumentError),
+        ("ok", {"seed": -3}, InvalidArgumentError),
+        ("ok", {"warmup_steps": 10}, InvalidArgumentError),
+    ],
+    ids=["empty", "string", "none", "two-sizes", "seeds-length", "errors", "lr", "seed", "nuts-option"],
+)
+def test_bad_arguments_are_refused_before_any_work(datasets, kwargs, error) -> None:  # type: ignore[no-untyped-def]
+    if datasets == "two sizes":
+        datasets = [FRONTDOOR.simulate(10, seed=0), FRONTDOOR.simulate(12, seed=1)]
+    elif datasets == "ok":
+        datasets = [FRONTDOOR.simulate(10, seed=0), FRONTDOOR.simulate(10, seed=1)]
+    with pytest.raises(error):
+        fit_many(FRONTDOOR.model, datasets, progress_bar=False, **kwargs)
