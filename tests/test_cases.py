@@ -14,7 +14,7 @@ import warnings
 import numpy as np
 import pytest
 
-from causal_pp import ATE, ETT, CausalGraph, Interventional, identify
+from causal_pp import ATE, ETT, PN, PNS, PS, CausalGraph, Interventional, identify
 from causal_pp.cases import (
     SCM,
     Case,
@@ -177,7 +177,7 @@ def _targets(case: Case) -> list[dict[str, float]]:
     out = []
     for cq in case.queries.values():
         q = cq.query
-        if isinstance(q, ETT):
+        if isinstance(q, (ETT, PN, PS, PNS)):  # counterfactual contrasts: both treatment values
             out += [{q.treatment: q.treated}, {q.treatment: q.control}]
         else:
             out += [dict(a.do) for a in q.arms()] if isinstance(q, ATE) else [dict(q.do)]
@@ -256,6 +256,10 @@ def test_truth_is_reproduced_by_the_simulator(case_name, query_name):
     assert abs(check.value - truth) <= Z * math.hypot(check.se, se) + 1e-9, (check, truth, se)
     # 2) Raw outcome draws from truth_samples (independent of the conditional-mean shortcut);
     #    with common random numbers a linear ATE is the same for every unit (SE 0): 1e-9 slack.
+    #    A probability of causation has no interventional draws: its worlds are read directly.
+    if isinstance(cq.query, (PN, PS, PNS)):
+        _check_causation_truth(case, cq)
+        return
     if isinstance(cq.query, ATE):
         treated, control = case.truth_samples(query_name, CHECK_DRAWS, seed=8, arm="both")
         d = treated - control
@@ -286,6 +290,28 @@ def _check_ett_truth(case: Case, cq: CaseQuery) -> None:
     assert abs(d.mean() - cq.truth) <= Z * se + 1e-9, (d.mean(), cq.truth, se)
     # Shared noise is what makes this a counterfactual: unit by unit, not only on average.
     assert abs(np.median(d) - cq.truth) < 1e-6
+
+
+def _check_causation_truth(case: Case, cq: CaseQuery) -> None:
+    """PN / PS / PNS from the simulator's factual and counterfactual worlds (same seed, same noise)."""
+    q, n, seed = cq.query, CHECK_DRAWS, 12
+    factual = case.sample_all(n, {}, seed)
+    x, y = factual[q.treatment], factual[q.outcome]
+    y1 = case.sample_all(n, {q.treatment: q.treated}, seed)[q.outcome]
+    y0 = case.sample_all(n, {q.treatment: q.control}, seed)[q.outcome]
+    yes = q.outcome_value
+    if isinstance(q, PN):
+        d = y0[(x == q.treated) & (y == yes)] != yes
+    elif isinstance(q, PS):
+        d = y1[(x == q.control) & (y != yes)] == yes
+    else:
+        d = (y1 == yes) & (y0 != yes)
+    d = d.astype(float)
+    se = d.std(ddof=1) / math.sqrt(d.size)
+    assert d.size > 1000 and abs(d.mean() - cq.truth) <= Z * math.hypot(se, cq.truth_se) + 1e-9, (
+        d.mean(),
+        cq,
+    )
 
 
 def test_ett_monte_carlo_truth_needs_a_discrete_treatment():

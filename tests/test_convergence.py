@@ -229,3 +229,42 @@ def test_studies_refuses_a_model_and_an_empty_query_list() -> None:
         studies(_Model(GRAPH, 2.0, 0.0, None), sizes=[10], replicates=1)
     with pytest.raises(CausalPPError, match="at least one"):
         studies(_Case("stub", GRAPH, True), [], sizes=[10], replicates=1)
+
+
+# --- batched studies: the replicates of one N are one fit_many batch --------------------------
+
+_TINY_BATCH = {"num_steps": 8, "restarts": 1, "num_samples": 50}
+
+
+def test_a_study_fits_the_replicates_of_each_size_as_batches() -> None:
+    from causal_pp.cases import get_case
+
+    s = study(get_case("frontdoor"), "ate", sizes=[30, 60], replicates=3, batch_size=2, seed=1,
+              num_units=50, fit_kwargs=_TINY_BATCH, progress=False)  # fmt: skip
+    sizes = {key: cell["batch_size"] for key, cell in s.cells.items()}
+    assert sizes == {(30, 0): 2, (30, 1): 2, (30, 2): 1, (60, 0): 2, (60, 1): 2, (60, 2): 1}
+    assert all(cell["fit_diagnostics"]["batched"] for cell in s.cells.values())
+    assert s.meta["batch_size"] == 2
+    # each cell keeps the seeds of its own (N, replicate), whatever its batch
+    assert len({cell["cell_seed"] for cell in s.cells.values()}) == 6
+
+
+def test_where_a_study_cannot_batch_it_fits_cell_by_cell_and_says_so() -> None:
+    from causal_pp.cases import get_case
+
+    notes: list[str] = []
+    s = study(get_case("frontdoor"), "ate", sizes=[30], replicates=2, num_units=50, progress=False,
+              fit_kwargs=_TINY_BATCH | {"guide": "normal"}, on_notice=notes.append)  # fmt: skip
+    assert any("guide 'normal' has no batched form" in n and "on its own" in n for n in notes), notes
+    assert s.meta["batch_size"] is None
+    assert all("batch_size" not in cell for cell in s.cells.values())
+
+
+def test_batched_and_unbatched_cells_are_stored_apart(tmp_path) -> None:
+    from causal_pp.cases import get_case
+
+    grid = dict(sizes=[30], replicates=2, num_units=50, fit_kwargs=_TINY_BATCH, progress=False, out=tmp_path)
+    study(get_case("frontdoor"), "ate", **grid)
+    notes: list[str] = []
+    study(get_case("frontdoor"), "ate", batch_size=None, on_notice=notes.append, **grid)
+    assert any("batch_size" in n for n in notes), notes  # says which setting the stored cells differ in

@@ -16,13 +16,21 @@ causal effects in partially observed biomolecular pathways*, Bioinformatics 38(S
 ``napkin_strong``  the napkin with strong confounding
 ``igf``            case study 3: IGF/EGF signalling, latent receptors; identified
 ``sars_cov2``      case study 4: SARS-CoV-2 cytokine storm, 16 observed + 9 latent; identified
+``bow_bounds``     binary bow X <-> Y, X -> Y: ATE NOT identified; sharp (natural) bounds, width 1
+``iv_bounds``      binary instrument Z -> X -> Y, X <-> Y: ATE inside narrower Balke-Pearl bounds
+``pn_bounds``      PN in binary X -> Y without monotonicity: Tian-Pearl bounds
 =================  ===========================================================================
+
+The last three are *bounds cases* (``CaseQuery(kind="bounds")``): their queries are not
+identified, and a convergence study scores the posterior of their sharp bounds
+(:func:`causal_pp.bounds`) against the true sharp bounds, which each case computes exactly
+(:mod:`.exact`: Gauss-Hermite quadrature of P(V); the linear programs on it).
 
 Examples
 --------
 >>> from causal_pp import cases
 >>> list(cases.registry())
-['frontdoor', 'bow', 'backdoor', 'multicause', 'napkin', 'napkin_strong', 'igf', 'sars_cov2']
+['frontdoor', 'bow', 'backdoor', 'multicause', 'napkin', 'napkin_strong', 'igf', 'sars_cov2', 'bow_bounds', 'iv_bounds', 'pn_bounds']
 >>> case = cases.get_case("bow")
 >>> q = case.queries["ate"]
 >>> q.identified, q.truth, q.naive
@@ -36,19 +44,24 @@ from __future__ import annotations
 from ..errors import CaseError, DuplicateCaseError, UnknownCaseError
 from .backdoor import make_backdoor
 from .bow import make_bow
-from .case import Case, CaseQuery
+from .bow_bounds import make_bow_bounds
+from .case import BOUNDS, MODEL, Case, CaseQuery
 from .frontdoor import make_frontdoor
 from .igf import make_igf
+from .iv_bounds import make_iv_bounds
 from .multicause import make_multicause
 from .napkin import make_napkin
+from .pn_bounds import make_pn_bounds
 from .registry import get_case, register, registry, unregister
 from .sars_cov2 import make_sars_cov2
 from .scm import SCM, Equation, constant
 from .truth import MC_DRAWS, MC_SEED, Truth, monte_carlo_truth, naive_contrast
 
 __all__ = [
+    "BOUNDS",
     "MC_DRAWS",
     "MC_SEED",
+    "MODEL",
     "SCM",
     "Case",
     "CaseError",
@@ -61,10 +74,13 @@ __all__ = [
     "get_case",
     "make_backdoor",
     "make_bow",
+    "make_bow_bounds",
     "make_frontdoor",
     "make_igf",
+    "make_iv_bounds",
     "make_multicause",
     "make_napkin",
+    "make_pn_bounds",
     "make_sars_cov2",
     "monte_carlo_truth",
     "naive_contrast",
@@ -82,6 +98,9 @@ for _case in (
     make_napkin(strong=True),
     make_igf(),
     make_sars_cov2(),
+    make_bow_bounds(),
+    make_iv_bounds(),
+    make_pn_bounds(),
 ):
     register(_case)
 del _case

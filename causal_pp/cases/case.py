@@ -17,10 +17,17 @@ from ..model import CausalModel
 from ..queries import Query
 from .truth import MC_DRAWS, MC_SEED, Truth, monte_carlo_truth, supports, truth_draws
 
-__all__ = ["Case", "CaseQuery", "Sampler", "TruthSpec"]
+__all__ = ["BOUNDS", "MODEL", "QUERY_KINDS", "BoundsSpec", "Case", "CaseQuery", "Sampler", "TruthSpec"]
 
 
 TruthSpec = float | Truth | Callable[[], "float | Truth"] | None
+BoundsSpec = tuple[float, float] | Callable[[], tuple[float, float]] | None
+
+#: How a convergence study estimates a case query: from the posterior of the case's fitted model...
+MODEL = "model"
+#: ... or, for a query the gate refuses, by the posterior of its sharp bounds (``causal_pp.bounds``).
+BOUNDS = "bounds"
+QUERY_KINDS = (MODEL, BOUNDS)
 
 
 @dataclass(frozen=True, eq=False, init=False)
@@ -31,9 +38,11 @@ class CaseQuery:
     ----------
     query
         An :class:`~causal_pp.Interventional` (its truth is the mean of the single outcome
-        under the intervention), an :class:`~causal_pp.ATE`, or an :class:`~causal_pp.ETT`
+        under the intervention), an :class:`~causal_pp.ATE`, an :class:`~causal_pp.ETT`
         (the effect of treatment on the treated, a counterfactual query: its Monte Carlo
-        truth needs a discrete treatment, so give a continuous one an analytic truth).
+        truth needs a discrete treatment, so give a continuous one an analytic truth), or a
+        probability of causation :class:`~causal_pp.PN`, ``PS``, ``PNS`` (binary treatment and
+        outcome; its Monte Carlo truth couples the worlds through the simulator's shared noise).
     identified
         Whether the query is identified from the observed variables of the case's graph; must
         agree with ``causal_pp.identify(case.graph, query, strict=False).identified``.
@@ -51,6 +60,26 @@ class CaseQuery:
         cases; for an :class:`ATE`, of each arm). None otherwise.
     note
         Free text: how the truth relates to the published value, caveats.
+    kind
+        How a convergence study estimates the query: ``"model"`` (default) fits the case's
+        Pyro model and estimates from its posterior; ``"bounds"`` -- for a query the gate
+        refuses -- computes the posterior of its sharp bounds with :func:`causal_pp.bounds`
+        and scores each end against the true sharp bounds (``bounds``), and the credible
+        region against the true value (``truth``). A bounds query's case must be discrete
+        (``Case.domains``).
+    bounds
+        With ``kind="bounds"`` (and only then): the true sharp bounds ``(lower, upper)`` --
+        what the bounds are on the case's exact observed distribution -- or a zero-argument
+        callable returning them (computed once, on first access).
+
+    Examples
+    --------
+    >>> from causal_pp import ATE
+    >>> q = CaseQuery(ATE("X", "Y"), identified=False, truth=0.25, kind="bounds", bounds=(0.1, 0.4))
+    >>> q.kind, q.true_bounds
+    ('bounds', (0.1, 0.4))
+    >>> CaseQuery(ATE("X", "Y"), identified=True, truth=1.0).true_bounds is None
+    True
     """
 
     query: Query
@@ -60,8 +89,10 @@ class CaseQuery:
     note: str
     mc_draws: int
     mc_seed: int
+    kind: str
     _truth: TruthSpec = field(repr=False)
     _naive: float | Callable[[], float] | None = field(repr=False)
+    _bounds: BoundsSpec = field(repr=False)
     _case: Case | None = field(repr=False)
 
     def __init__(
@@ -76,9 +107,21 @@ class CaseQuery:
         note: str = "",
         mc_draws: int = MC_DRAWS,
         mc_seed: int = MC_SEED,
+        kind: str = MODEL,
+        bounds: BoundsSpec = None,
     ) -> None:
         if not supports(query):
-            raise CaseError(f"a case query needs an Interventional, ATE or ETT; got {type(query).__name__}.")
+            raise CaseError(
+                f"a case query needs an Interventional, ATE, ETT, PN, PS or PNS; got {type(query).__name__}."
+            )
+        if kind not in QUERY_KINDS:
+            raise CaseError(f"{query}: kind must be one of {list(QUERY_KINDS)}; got {kind!r}.")
+        if (kind == BOUNDS) != (bounds is not None):
+            raise CaseError(
+                f"{query}: a query of kind 'bounds' needs its true sharp bounds (bounds=(lower, upper) or a "
+                "callable returning them), and only such a query takes them; got "
+                f"kind={kind!r}, bounds={'given' if bounds is not None else None}."
+            )
         if len(query.outcomes) != 1:
             raise CaseError(f"{query}: a case query has a single outcome (its truth is a mean).")
         if int(mc_draws) < 1:
@@ -91,8 +134,10 @@ class CaseQuery:
             ("note", str(note)),
             ("mc_draws", int(mc_draws)),
             ("mc_seed", int(mc_seed)),
+            ("kind", kind),
             ("_truth", truth),
             ("_naive", naive),
+            ("_bounds", bounds),
             ("_case", None),
         ):
             object.__setattr__(self, k, v)
@@ -136,6 +181,17 @@ class CaseQuery:
             return None
         return float(spec() if callable(spec) else spec)
 
+    @cached_property
+    def true_bounds(self) -> tuple[float, float] | None:
+        """The true sharp bounds ``(lower, upper)`` of a ``kind="bounds"`` query; None otherwise."""
+        spec = self._bounds
+        if spec is None:
+            return None
+        lower, upper = (float(v) for v in (spec() if callable(spec) else spec))
+        if not lower <= upper:
+            raise CaseError(f"{self.query}: true bounds must have lower <= upper; got ({lower}, {upper}).")
+        return lower, upper
+
     def bound_to(self, case: Case) -> CaseQuery:
         """This query as part of ``case``: a missing truth comes from ``case``'s simulator."""
         if self._truth is not None:
@@ -155,6 +211,8 @@ class CaseQuery:
             state["_truth"] = state["_resolved"]
         if "naive" in state:
             state["_naive"] = state["naive"]
+        if "true_bounds" in state:
+            state["_bounds"] = state["true_bounds"]
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -163,7 +221,8 @@ class CaseQuery:
     def __repr__(self) -> str:
         verdict = "identified" if self.identified else "NOT identified"
         pub = "" if self.published is None else f", published={self.published:g}"
-        return f"CaseQuery({self.query!r}, {verdict}{pub})"
+        kind = "" if self.kind == MODEL else f", kind={self.kind!r}"
+        return f"CaseQuery({self.query!r}, {verdict}{pub}{kind})"
 
 
 Sampler = Callable[..., Mapping[str, np.ndarray]]
@@ -201,6 +260,9 @@ class Case:
     latent_scale
         Optional, with ``model_truth``: ``{latent: (mean, sd)}`` such that the model's latent
         site equals ``(U - mean) / sd`` of the simulator's ``U``.
+    domains
+        Optional: ``{observed node: values}`` of discrete observed variables, for the bounds of
+        ``kind="bounds"`` queries (a small sample may not show every value).
 
     Examples
     --------
@@ -223,6 +285,7 @@ class Case:
     reference: str = ""
     model_truth: Mapping[str, Any] = field(default_factory=dict)
     latent_scale: Mapping[str, tuple[float, float]] = field(default_factory=dict)
+    domains: Mapping[str, tuple[int, ...]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name:
@@ -247,6 +310,10 @@ class Case:
         object.__setattr__(self, "parameters", MappingProxyType(dict(self.parameters)))
         object.__setattr__(self, "model_truth", MappingProxyType(dict(self.model_truth)))
         object.__setattr__(self, "latent_scale", MappingProxyType(dict(self.latent_scale)))
+        unknown = sorted(set(self.domains) - set(self.graph.observed))
+        if unknown:
+            raise CaseError(f"case {self.name!r}: domains name {unknown}, which are not observed nodes.")
+        object.__setattr__(self, "domains", MappingProxyType({k: tuple(v) for k, v in self.domains.items()}))
 
     # --- the simulator --------------------------------------------------------------------
 
@@ -359,7 +426,7 @@ class Case:
     # A registered case pickles by its name (causal_pp.cases.registry); any other by value,
     # which needs its model, sampler and truths to be picklable (module-level functions).
 
-    _MAPPINGS = ("queries", "parameters", "model_truth", "latent_scale")
+    _MAPPINGS = ("queries", "parameters", "model_truth", "latent_scale", "domains")
 
     def __getstate__(self) -> dict[str, Any]:
         state = {k: v for k, v in self.__dict__.items() if k not in ("model", "observed")}  # caches
@@ -369,7 +436,7 @@ class Case:
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         for k in self._MAPPINGS:
-            state[k] = MappingProxyType(dict(state[k]))
+            state[k] = MappingProxyType(dict(state.get(k, {})))
         self.__dict__.update(state)
 
     def __repr__(self) -> str:

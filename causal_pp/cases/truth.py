@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..errors import CaseError, QueryError
-from ..queries import ATE, ETT, Interventional
+from ..queries import ATE, ETT, PN, PNS, PS, Interventional
 from .scm import SCM
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -72,7 +72,9 @@ def _draws(case: Case, n: int, do: Mapping[str, float], seed: int, outcome: str)
 @functools.singledispatch
 def contrast_draws(query: Any, case: Case, n: int, seed: int) -> np.ndarray:
     """Per-unit draws whose mean is the query's truth (one table entry per query type)."""
-    raise CaseError(f"a case query needs an Interventional, ATE or ETT; got {type(query).__name__}.")
+    raise CaseError(
+        f"a case query needs an Interventional, ATE, ETT, PN, PS or PNS; got {type(query).__name__}."
+    )
 
 
 @contrast_draws.register(Interventional)
@@ -98,21 +100,50 @@ def _(query: ETT, case: Case, n: int, seed: int) -> np.ndarray:
     return d[factual == query.treated]
 
 
+def _worlds(case: Case, query: Any, n: int, seed: int) -> tuple[np.ndarray, ...]:
+    """(factual X, factual Y, Y under treated, Y under control): one unit per column, shared noise."""
+    t, y = query.treatment, query.outcome
+    factual = case.sample_all(n, {}, seed)
+    y_t = case.sample_all(n, {t: query.treated}, seed)[y]
+    y_c = case.sample_all(n, {t: query.control}, seed)[y]
+    return tuple(np.asarray(v, dtype=float) for v in (factual[t], factual[y], y_t, y_c))
+
+
+@contrast_draws.register(PN)
+def _(query: PN, case: Case, n: int, seed: int) -> np.ndarray:
+    # among units with X = treated and Y = y: does Y_control = y'?
+    x, y, _, y_c = _worlds(case, query, n, seed)
+    seen = (x == query.treated) & (y == query.outcome_value)
+    return (y_c[seen] != query.outcome_value).astype(float)
+
+
+@contrast_draws.register(PS)
+def _(query: PS, case: Case, n: int, seed: int) -> np.ndarray:
+    # among units with X = control and Y = y': does Y_treated = y?
+    x, y, y_t, _ = _worlds(case, query, n, seed)
+    seen = (x == query.control) & (y != query.outcome_value)
+    return (y_t[seen] == query.outcome_value).astype(float)
+
+
+@contrast_draws.register(PNS)
+def _(query: PNS, case: Case, n: int, seed: int) -> np.ndarray:
+    _, _, y_t, y_c = _worlds(case, query, n, seed)
+    return ((y_t == query.outcome_value) & (y_c != query.outcome_value)).astype(float)
+
+
 def supports(query: Any) -> bool:
     """Whether the case library knows how to compute a truth for this query type.
 
     Examples
     --------
-    >>> from causal_pp import ATE, PN
-    >>> supports(ATE("X", "Y")), supports(PN("X", "Y"))
-    (True, False)
+    >>> from causal_pp import ATE, PN, Counterfactual
+    >>> supports(ATE("X", "Y")), supports(PN("X", "Y")), supports(Counterfactual("Y", do={"X": 1}))
+    (True, True, False)
     """
     return contrast_draws.dispatch(type(query)) is not contrast_draws.dispatch(object)
 
 
-def monte_carlo_truth(
-    case: Case, query: Interventional | ATE | ETT, *, n: int = MC_DRAWS, seed: int = MC_SEED
-) -> Truth:
+def monte_carlo_truth(case: Case, query: Any, *, n: int = MC_DRAWS, seed: int = MC_SEED) -> Truth:
     """Estimate a query's true value from ``case``'s simulator under the intervention(s).
 
     Draws come in chunks with seeds derived from ``seed``. For an :class:`SCM` the outcome's
@@ -120,7 +151,10 @@ def monte_carlo_truth(
     smaller variance). An :class:`~causal_pp.ATE` contrasts both arms on the same units. An
     :class:`~causal_pp.ETT` contrasts them on the same units too, averaged over the units
     whose *factual* treatment (the simulator's observational draw with the same seed, hence
-    the same exogenous noise) equals ``treated``; this needs a discrete treatment.
+    the same exogenous noise) equals ``treated``; this needs a discrete treatment. A
+    probability of causation (:class:`~causal_pp.PN`, ``PS``, ``PNS``) is the share of units,
+    among those with the factual treatment and outcome it conditions on, whose counterfactual
+    outcome (same noise, other treatment) is the one it asks about.
     """
     s = ss = 0.0
     done = kept = 0

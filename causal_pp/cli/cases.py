@@ -28,5 +28,8 @@ def run(args: argparse.Namespace) -> int:
             text = str(cq.query)
             if text.startswith("P("):  # the recorded truth of an interventional query is its mean
                 text = "E[" + text[2:-1] + "]"
+            bounds = cq.true_bounds
+            if bounds is not None:  # a bounds query: studied by the posterior of its sharp bounds
+                verdict += f"; true sharp bounds [{bounds[0]:.4g}, {bounds[1]:.4g}]"
             print(f"    {qname}: {text} = {cq.truth:.4g}  [{verdict}; truth {cq.truth_method}]")
     return EXIT_OK

@@ -49,13 +49,22 @@ def add(sub: Any) -> None:
         action="append",
         default=[],
         metavar="OPTION=VALUE",
-        help="a fit option, repeatable (e.g. --fit num_steps=2000 --fit lr=0.01); values are read as JSON",
+        help="a fit option, repeatable (e.g. --fit num_steps=2000 --fit lr=0.01); values are read as JSON. "
+        "A bounds case (e.g. iv_bounds) fits nothing and reads only num_samples: posterior draws of its bounds "
+        "(default 1000)",
     )
     v.add_argument(
         "--num-units",
         type=int,
         default=None,
         help="units simulated per posterior draw (default: as many as a 1%% Monte Carlo share of the posterior variance needs)",
+    )
+    v.add_argument(
+        "--batch-size",
+        type=int,
+        default=None,
+        help="replicates of one size fitted together in one vectorised SVI program (default: up to 20; "
+        "1 = every cell fitted on its own; NUTS is always fitted cell by cell)",
     )
     v.add_argument("--prob", type=float, default=0.94, help="credible-interval mass, in (0, 1)")
     v.add_argument("--seed", type=int, default=0, help="master seed (>= 0)")
@@ -83,8 +92,9 @@ def add(sub: Any) -> None:
     v.set_defaults(func=run)
 
 
-def _check_identified(name: str, identified: bool, query: Any, allow: bool, where: str) -> None:
-    if not identified and not allow:
+def _check_identified(name: str, identified: bool, query: Any, allow: bool, where: str, kind: str) -> None:
+    # A bounds query is not identified by design: its study is of the posterior of its bounds.
+    if not identified and not allow and kind != "bounds":
         raise UsageError(
             f"{name}: {query} is not identifiable from the observed variables of {where}, so its estimate "
             "has no causal guarantee. Pass --allow-unidentified to run it as a negative control."
@@ -100,7 +110,7 @@ def _plan(args: argparse.Namespace) -> list[tuple[str, Any, list[str] | None, li
     if args.model is not None:
         targets = targets_of(load_object(args.model), queries, source=args.model)
         for t in targets:
-            _check_identified(t.name, t.identified, t.query, args.allow_unidentified, args.model)
+            _check_identified(t.name, t.identified, t.query, args.allow_unidentified, args.model, t.kind)
         return [(args.model, None, queries, targets)]
     names = split(args.case)
     if not names:
@@ -116,7 +126,7 @@ def _plan(args: argparse.Namespace) -> list[tuple[str, Any, list[str] | None, li
         for q in chosen:
             cq = case.queries[q]
             _check_identified(
-                f"{case.name}/{q}", cq.identified, cq.query, args.allow_unidentified, repr(case.name)
+                f"{case.name}/{q}", cq.identified, cq.query, args.allow_unidentified, repr(case.name), cq.kind
             )
         plan.append((case.name, case, chosen, []))
     return plan
@@ -193,6 +203,7 @@ def run(args: argparse.Namespace) -> int:
         num_units=args.num_units,
         allow_unidentified=args.allow_unidentified,
         fit_kwargs=_fit_options(args.fit),
+        **({} if args.batch_size is None else {"batch_size": args.batch_size}),
     )  # checks every option (fit options by the method itself) before any work
     resolve_device(args.device)
     executor = _executor(args)
@@ -224,13 +235,16 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _print_summary(result: Any) -> None:
+    from ..convergence.report import slope_lines
+
     verdict = "identified" if result.identified else "NOT identified: negative control"
-    print(f"\n{result.target} ({verdict}); truth = {result.truth:.4g}")
+    if result.kind == "bounds":
+        verdict = "NOT identified: posterior of the sharp bounds"
+    print(f"\n{result.target} ({verdict}); {result.truth_text()}")
     summary = result.summary()
     print(summary.to_string(float_format=lambda v: f"{v:.4g}"))
-    if "slope" in summary.attrs:
-        s, lo, hi = summary.attrs["slope"]
-        print(f"log-log slope of |error| vs N: {s:.3f} (95% CI {lo:.3f} .. {hi:.3f})")
+    for line in slope_lines(summary):
+        print(line)
     flagged = int(summary["flagged"].sum())
     if flagged:
         reasons = list(dict.fromkeys(r for f in result.flagged()["flags"] for r in str(f).split("; ") if r))
@@ -254,4 +268,11 @@ def _summary_json(result: Any) -> dict[str, Any]:
     }
     if "slope" in summary.attrs:
         out["slope"] = dict(zip(("estimate", "lower", "upper"), summary.attrs["slope"], strict=True))
+    if result.kind == "bounds":
+        out["kind"] = result.kind
+        out["true_bounds"] = list(result.true_bounds) if result.true_bounds is not None else None
+        out["slopes"] = {
+            end: dict(zip(("estimate", "lower", "upper"), v, strict=True))
+            for end, v in summary.attrs.get("slopes", {}).items()
+        }
     return out

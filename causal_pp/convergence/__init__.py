@@ -14,6 +14,7 @@ grid runner                 settings per target, reuse, claims, executor, assemb
 targets                     a case's query or a user's model, with its truth            :mod:`.targets`
 fingerprints                the code and parameters behind a target, hashed             :mod:`.identity`
 cells                       simulate, fit once, estimate every target; diagnostics      :mod:`.cells`
+bounds cells                posterior of a refused query's bounds vs the true ones      :mod:`.bounds_cells`
 executors                   serial, process pool, Ray; the executor table               :mod:`.executors`
 results store               :class:`ResultStore`: cells keyed by their settings         :mod:`.store`
 settings keys               :class:`Settings`, ``settings_key``, ``diff_settings``      :mod:`.keys`
@@ -22,10 +23,15 @@ locks, claims               ``flock``, per-cell claims so no cell is computed tw
 merging                     shards of a study from several folders into one            :mod:`.merge`
 report                      error-vs-N plot, predictive densities, ``report.md``        :mod:`.report`
 ==========================  ==========================================================  ==============
+
+A case query of ``kind="bounds"`` (not identified, but bounded) is studied by the posterior of
+its sharp bounds instead of a fit: each end's error against the true sharp bounds should fall
+like 1/sqrt(N), and the credible region should hold the true value.
 """
 
 from __future__ import annotations
 
+from . import bounds_cells  # registers the "bounds" cell runner  # noqa: F401
 from .cells import wasserstein1
 from .executors import EXECUTORS, Executor, ProcessExecutor, RayExecutor, SerialExecutor, register_executor
 from .merge import merge_results

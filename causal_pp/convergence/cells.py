@@ -16,24 +16,28 @@ from __future__ import annotations
 import dataclasses
 import time
 import warnings
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
+from ..cases.case import MODEL
 from ..errors import CausalPPError, InferenceError
 from ..estimation import outcome_predictive
+from ..inference.batched import BATCH_WARNING, fit_many
 from ..inference.methods import make_method
 from ..runtime import num_threads
 from .targets import Target, derive_cell_seed
 
 __all__ = [
     "CELL_FORMAT",
+    "CELL_RUNNERS",
     "DRAW_KEYS",
     "NESTED_KEYS",
     "PREDICTIVE_KEEP",
     "TIMING_KEYS",
+    "BatchTask",
     "CellTask",
     "cell_record",
     "compute_task",
@@ -41,6 +45,7 @@ __all__ = [
     "failed_record",
     "plain_diagnostics",
     "predictive_outcome",
+    "run_batch",
     "run_cell",
     "wasserstein1",
 ]
@@ -55,7 +60,7 @@ DRAW_KEYS = ("predictive", "truth_predictive")
 #: Fields that hold the cell as nested data, not table columns.
 NESTED_KEYS = ("fit_diagnostics", "estimate_diagnostics", "warnings", "flags")
 #: Wall-clock fields: the only ones that differ between two runs of the same cell.
-TIMING_KEYS = ("fit_seconds", "time_s", "is_time_s")
+TIMING_KEYS = ("fit_seconds", "batch_seconds", "time_s", "is_time_s", "batch_time_s")
 
 _MAX_LIST = 32  # longer lists (loss curves, per-draw values) are not kept in a cell
 _MAX_WARNINGS = 10
@@ -173,9 +178,10 @@ class CellTask:
 
     Examples
     --------
-    >>> CellTask((), 50, 0, seed=0, method="svi", device="cpu", prob=0.94, num_units=100,
-    ...          allow_unidentified=False).n
-    50
+    >>> task = CellTask((), 50, 0, seed=0, method="svi", device="cpu", prob=0.94, num_units=100,
+    ...                 allow_unidentified=False)
+    >>> task.cells
+    [(50, 0)]
     """
 
     targets: tuple[Target, ...]
@@ -189,9 +195,65 @@ class CellTask:
     allow_unidentified: bool
     fit_kwargs: Mapping[str, Any] = field(default_factory=dict)
 
+    @property
+    def cells(self) -> list[tuple[int, int]]:
+        """The (N, replicate) cells this task computes."""
+        return [(self.n, self.replicate)]
 
-def compute_task(task: CellTask) -> list[dict[str, Any]]:
-    """Run a :class:`CellTask` (in this process or a worker): one cell per target.
+    def compute(self) -> list[dict[str, Any]]:
+        """Simulate, fit and estimate: one record per target, each kind by its runner (:data:`CELL_RUNNERS`)."""
+        cells = []
+        for kind in dict.fromkeys(t.kind for t in self.targets):
+            cells += CELL_RUNNERS[kind](
+                tuple(t for t in self.targets if t.kind == kind), self.n, self.replicate, seed=self.seed,
+                method=self.method, device=self.device, prob=self.prob, num_units=self.num_units,
+                allow_unidentified=self.allow_unidentified, fit_kwargs=dict(self.fit_kwargs),
+            )  # fmt: skip
+        return cells
+
+
+@dataclass(frozen=True)
+class BatchTask:
+    """Replicates of one N fitted together by :func:`~causal_pp.inference.fit_many`: one batch.
+
+    Every replicate keeps its own data seed and fit seed (those of its cell), so its cell does
+    not depend on which other replicates share the batch.
+
+    Examples
+    --------
+    >>> task = BatchTask((), 50, (0, 1, 2), seed=0, method="svi", device="cpu", prob=0.94,
+    ...                  num_units=100, allow_unidentified=False)
+    >>> task.cells
+    [(50, 0), (50, 1), (50, 2)]
+    """
+
+    targets: tuple[Target, ...]
+    n: int
+    replicates: tuple[int, ...]
+    seed: int
+    method: str
+    device: str
+    prob: float
+    num_units: int | None
+    allow_unidentified: bool
+    fit_kwargs: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def cells(self) -> list[tuple[int, int]]:
+        """The (N, replicate) cells this task computes."""
+        return [(self.n, r) for r in self.replicates]
+
+    def compute(self) -> list[dict[str, Any]]:
+        """Simulate every replicate, fit them in one batch, estimate: one record per target and cell."""
+        return run_batch(
+            self.targets, self.n, self.replicates, seed=self.seed, method=self.method,
+            device=self.device, prob=self.prob, num_units=self.num_units,
+            allow_unidentified=self.allow_unidentified, fit_kwargs=dict(self.fit_kwargs),
+        )  # fmt: skip
+
+
+def compute_task(task: CellTask | BatchTask) -> list[dict[str, Any]]:
+    """Run a :class:`CellTask` or :class:`BatchTask` (in this process or a worker): its cells.
 
     Examples
     --------
@@ -201,18 +263,7 @@ def compute_task(task: CellTask) -> list[dict[str, Any]]:
     """
     if not task.targets:
         return []
-    return run_cell(
-        task.targets,
-        task.n,
-        task.replicate,
-        seed=task.seed,
-        method=task.method,
-        device=task.device,
-        prob=task.prob,
-        num_units=task.num_units,
-        allow_unidentified=task.allow_unidentified,
-        fit_kwargs=dict(task.fit_kwargs),
-    )
+    return task.compute()
 
 
 def _messages(caught: Sequence[warnings.WarningMessage]) -> list[str]:
@@ -260,7 +311,6 @@ def run_cell(
     """
     cell_seed = derive_cell_seed(seed, n, replicate)
     data = targets[0].simulate(n, seed=cell_seed)
-    common = {"fit_seconds": 0.0, "shared_fit": len(targets) > 1}
     t0 = time.perf_counter()
     with num_threads(1), warnings.catch_warnings(record=True) as caught:
         # Warnings are recorded in the cell (a warning per cell would drown the progress bar).
@@ -270,13 +320,102 @@ def run_cell(
                 data, method=method, seed=cell_seed, device=device, progress_bar=False, **fit_kwargs
             )
         except InferenceError as err:
-            posterior, error = None, f"{type(err).__name__}: {err}"
-    common["fit_seconds"] = time.perf_counter() - t0
-    fit_warnings = _messages(caught)
-    if posterior is None:
+            posterior = err
+    common = {"fit_seconds": time.perf_counter() - t0, "shared_fit": len(targets) > 1}
+    return _cells_of_fit(
+        targets, posterior, _messages(caught), n, replicate, common, seed=seed, cell_seed=cell_seed,
+        method=method, prob=prob, num_units=num_units, allow_unidentified=allow_unidentified,
+        fit_kwargs=fit_kwargs,
+    )  # fmt: skip
+
+
+#: The cells of a target, by its kind (:attr:`Target.kind`): ``runner(targets, n, replicate, *, seed,
+#: method, device, prob, num_units, allow_unidentified, fit_kwargs) -> cells``. A module adding a
+#: kind registers its runner here (:mod:`.bounds_cells`: ``"bounds"``).
+CELL_RUNNERS: dict[str, Callable[..., list[dict[str, Any]]]] = {MODEL: run_cell}
+
+
+def run_batch(
+    targets: Sequence[Target],
+    n: int,
+    replicates: Sequence[int],
+    *,
+    seed: int,
+    method: str,
+    device: str,
+    prob: float,
+    num_units: int | None,
+    allow_unidentified: bool,
+    fit_kwargs: dict[str, Any],
+) -> list[dict[str, Any]]:
+    """Simulate each replicate's data set, fit all of them with one :func:`fit_many`, estimate.
+
+    A replicate whose fit fails is a failed cell; the others are unaffected. ``fit_seconds`` of
+    each cell is its share of the batch (``batch_seconds`` / ``batch_size``).
+
+    Examples
+    --------
+    >>> from causal_pp.cases import get_case
+    >>> from causal_pp.convergence.targets import resolve_target
+    >>> t = resolve_target(get_case("frontdoor"), "ate", None, None, None)
+    >>> cells = run_batch([t], 30, [0, 1], seed=0, method="svi", device="cpu", prob=0.94,
+    ...                   num_units=50, allow_unidentified=False,
+    ...                   fit_kwargs={"num_steps": 8, "restarts": 1})  # doctest: +SKIP
+    >>> [c["replicate"] for c in cells]  # doctest: +SKIP
+    [0, 1]
+    """
+    cell_seeds = [derive_cell_seed(seed, n, r) for r in replicates]
+    datasets = [targets[0].simulate(n, seed=s) for s in cell_seeds]
+    t0 = time.perf_counter()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        # One thread, as a single cell: the numbers do not depend on the executor or the machine.
+        posteriors = fit_many(
+            targets[0].model, datasets, method=method, seeds=cell_seeds, device=device,
+            progress_bar=False, threads=1, errors="return", **fit_kwargs,
+        )  # fmt: skip
+    elapsed = time.perf_counter() - t0
+    common = {
+        "fit_seconds": elapsed / len(cell_seeds),
+        "batch_seconds": elapsed,
+        "batch_size": len(cell_seeds),
+        "shared_fit": len(targets) > 1,
+    }
+    # fit_many's summary of the batch ("data sets [0, 3] of 20 ...") names rows, not cells; each
+    # cell's own fit problems are read from its diagnostics (its flags).
+    fit_warnings = [m for m in _messages(caught) if not m.startswith(BATCH_WARNING)]
+    cells: list[dict[str, Any]] = []
+    for r, cell_seed, posterior in zip(replicates, cell_seeds, posteriors, strict=True):
+        cells += _cells_of_fit(
+            targets, posterior, fit_warnings, n, r, common, seed=seed, cell_seed=cell_seed,
+            method=method, prob=prob, num_units=num_units, allow_unidentified=allow_unidentified,
+            fit_kwargs=fit_kwargs,
+        )  # fmt: skip
+    return cells
+
+
+def _cells_of_fit(
+    targets: Sequence[Target],
+    posterior: Any,
+    fit_warnings: list[str],
+    n: int,
+    replicate: int,
+    common: Mapping[str, Any],
+    *,
+    seed: int,
+    cell_seed: int,
+    method: str,
+    prob: float,
+    num_units: int | None,
+    allow_unidentified: bool,
+    fit_kwargs: Mapping[str, Any],
+) -> list[dict[str, Any]]:
+    """Every target's cell from one fit (a posterior, or the InferenceError of a failed fit)."""
+    if isinstance(posterior, InferenceError):
+        error = f"{type(posterior).__name__}: {posterior}"
         return [
             failed_record(t, n, replicate, seed=seed, cell_seed=cell_seed, method=method, error=error)
-            | common
+            | dict(common)
             | {"warnings": fit_warnings}
             for t in targets
         ]
@@ -312,11 +451,11 @@ def run_cell(
             record["estimate_diagnostics"] = estimate_diagnostics(est)
         record["fit_diagnostics"] = fit_diag
         record["warnings"] = fit_warnings + est_warnings
-        cells.append(record | common)
+        cells.append(record | dict(common))
     return cells
 
 
-def _identity(
+def cell_identity(
     target: Target, n: int, replicate: int, *, seed: int, cell_seed: int, method: str
 ) -> dict[str, Any]:
     return {
@@ -345,7 +484,7 @@ def failed_record(
     >>> cell["failed"], cell["flagged"], cell["mean"]
     (True, True, None)
     """
-    out = _identity(target, n, replicate, seed=seed, cell_seed=cell_seed, method=method)
+    out = cell_identity(target, n, replicate, seed=seed, cell_seed=cell_seed, method=method)
     nothing = ("mean", "sd", "lo", "hi", "abs_error", "plugin", "plugin_abs_error", "wasserstein")
     return (
         out
@@ -381,7 +520,9 @@ def cell_record(
     w1 = None
     if pred is not None and target.truth_samples is not None:
         truth_draws = target.truth_samples(max(20_000, pred.size), cell_seed + 1)
-        w1 = wasserstein1(pred, truth_draws)
+        # 12 significant digits: the truth draws' last bit depends on the BLAS thread count,
+        # and a cell must read the same from every executor (serial, process, Ray).
+        w1 = float(f"{wasserstein1(pred, truth_draws):.12g}")
     rng = np.random.default_rng(cell_seed)
     keep = (
         rng.choice(pred, size=min(PREDICTIVE_KEEP, pred.size), replace=False).round(5).tolist()
@@ -394,7 +535,7 @@ def cell_record(
         else []
     )
     plugin = getattr(est, "plugin", None)
-    return _identity(target, n, replicate, seed=seed, cell_seed=cell_seed, method=method) | {
+    return cell_identity(target, n, replicate, seed=seed, cell_seed=cell_seed, method=method) | {
         "mean": float(est.mean),
         "sd": float(est.std),
         "lo": float(lo),

@@ -13,6 +13,7 @@ they come back; two runs sharing a folder split the grid between them.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import operator
 import os
 import platform
@@ -25,10 +26,13 @@ from typing import Any
 import pandas as pd
 
 from .. import validation
+from ..cases.case import BOUNDS
 from ..errors import CausalPPError, InvalidArgumentError, warn
 from ..identification import identify
+from ..inference.batched import batch_fallback_reason
 from ..inference.methods import make_method
-from .cells import CELL_FORMAT, DRAW_KEYS, NESTED_KEYS, CellTask, compute_task
+from .bounds_cells import BOUNDS_COLUMNS, bounds_options
+from .cells import CELL_FORMAT, DRAW_KEYS, NESTED_KEYS, BatchTask, CellTask, compute_task
 from .claims import Claim, ClaimInfo
 from .executors import Executor, make_executor
 from .identity import code_identity
@@ -49,6 +53,9 @@ CELL_SCHEMA: dict[str, Any] = {
 }
 
 Notify = Callable[[str], None]
+
+#: Replicates of one N fitted as one batch by default (the paper's 20 replicates: one batch per N).
+DEFAULT_BATCH = 20
 
 
 @dataclass(frozen=True)
@@ -76,6 +83,7 @@ class GridSpec:
     num_units: int | None = None
     allow_unidentified: bool = False
     fit_kwargs: Mapping[str, Any] | None = None
+    batch_size: int | None = DEFAULT_BATCH
 
     def __post_init__(self) -> None:
         try:
@@ -101,6 +109,10 @@ class GridSpec:
         if self.num_units is not None:  # None: as many units as the Monte Carlo error needs
             validation.positive_int("num_units", self.num_units)
         validation.boolean("allow_unidentified", self.allow_unidentified)
+        if self.batch_size is not None:  # None (or 1): every cell fitted on its own
+            validation.positive_int("batch_size", self.batch_size)
+            if self.batch_size == 1:
+                object.__setattr__(self, "batch_size", None)
         object.__setattr__(self, "device", str(self.device))
         object.__setattr__(self, "fit_kwargs", dict(self.fit_kwargs or {}))
         if isinstance(self.method, str):  # options checked by the method itself, before any work
@@ -115,6 +127,25 @@ class GridSpec:
     def cells(self) -> list[tuple[int, int]]:
         """The (N, replicate) cells of this run, in table order."""
         return [(n, r) for n in self.sizes for r in self.replicate_ids]
+
+    def batches(self, cells: Sequence[tuple[int, int]]) -> list[list[tuple[int, int]]]:
+        """Cells fitted together: replicates of one N, ``batch_size`` at a time (or one by one).
+
+        The grouping depends on the grid alone, never on the executor or its workers, so every
+        executor fits the same batches and stores the same cells.
+
+        Examples
+        --------
+        >>> GridSpec(sizes=(50, 200), replicates=3, batch_size=2).batches([(50, 0), (50, 1), (50, 2), (200, 0)])
+        [[(50, 0), (50, 1)], [(50, 2)], [(200, 0)]]
+        """
+        if self.batch_size is None:
+            return [[c] for c in cells]
+        by_n: dict[int, list[tuple[int, int]]] = {}
+        for c in cells:
+            by_n.setdefault(c[0], []).append(c)
+        k = self.batch_size
+        return [group[i : i + k] for group in by_n.values() for i in range(0, len(group), k)]
 
 
 def _keyable(value: Any) -> Any:
@@ -139,6 +170,9 @@ def target_settings(target: Target, spec: GridSpec) -> Settings:
     >>> a.key == b.key
     False
     """
+    extra = {"cell_format": CELL_FORMAT, "batch_size": spec.batch_size}
+    if target.kind == BOUNDS:  # what changes a bounds cell: its posterior draws and prior
+        extra["bounds"] = bounds_options(spec.fit_kwargs)
     return Settings(
         case=target.name,
         fingerprint=target.fingerprint,
@@ -149,7 +183,9 @@ def target_settings(target: Target, spec: GridSpec) -> Settings:
         num_units=spec.num_units,
         prob=spec.prob,
         device=spec.device,
-        extra={"cell_format": CELL_FORMAT},
+        # A batch's fits equal a lone fit's in distribution, not bit for bit: batched cells are
+        # their own key space (and the batch size with them: rounding differs with the batch shape).
+        extra=extra,
     )
 
 
@@ -198,30 +234,41 @@ class _Driver:
     def todo(self) -> list[tuple[int, int]]:
         return [c for c in self.spec.cells if any(c not in self.done[t.name] for t in self.targets)]
 
-    def _task(self, cell: tuple[int, int], targets: Sequence[Target]) -> CellTask:
+    def _task(self, cells: Sequence[tuple[int, int]], targets: Sequence[Target]) -> CellTask | BatchTask:
         spec = self.spec
-        return CellTask(
-            tuple(targets), cell[0], cell[1], seed=spec.seed, method=spec.method, device=spec.device,
-            prob=spec.prob, num_units=spec.num_units, allow_unidentified=spec.allow_unidentified,
+        common = dict(
+            seed=spec.seed, method=spec.method, device=spec.device, prob=spec.prob,
+            num_units=spec.num_units, allow_unidentified=spec.allow_unidentified,
             fit_kwargs=dict(spec.fit_kwargs or {}),
         )  # fmt: skip
+        if spec.batch_size is None:
+            ((n, r),) = cells
+            return CellTask(tuple(targets), n, r, **common)
+        return BatchTask(tuple(targets), cells[0][0], tuple(r for _, r in cells), **common)
 
-    def feed(self, cells: Sequence[tuple[int, int]]) -> Iterator[CellTask]:
+    def _missing(self, cells: Sequence[tuple[int, int]]) -> list[Target]:
+        return [t for t in self.targets if any(c not in self.done[t.name] for c in cells)]
+
+    def feed(self, cells: Sequence[tuple[int, int]]) -> Iterator[CellTask | BatchTask]:
         """Tasks to run, each claimed as the executor pulls it (blocked ones are set aside)."""
-        for cell in cells:
+        for group in self.spec.batches(cells):
             if self.store is None:
-                yield self._task(cell, [t for t in self.targets if cell not in self.done[t.name]])
+                yield self._task(group, self._missing(group))
                 continue
-            claim = self.store.claim_many(self.pairs(cell))
+            claim = self.store.claim_many([p for c in group for p in self.pairs(c)])
             if not claim.acquired:
-                self.blocked.append(cell)
+                self.blocked.extend(group)
                 continue
-            todo = {cell_id[0] for _, cell_id in claim.todo}
+            todo = {cell_id for _, cell_id in claim.todo}
             if not todo:  # finished by another process meanwhile
                 claim.release()
-                self.reread(cell)
+                for c in group:
+                    self.reread(c)
                 continue
-            task = self._task(cell, [t for t in self.targets if t.name in todo])
+            for c in group:  # what another process finished meanwhile
+                self.reread(c)
+            group = [c for c in group if any((t.name, *c) in todo for t in self.targets)]
+            task = self._task(group, [t for t in self.targets if any((t.name, *c) in todo for c in group)])
             self.claims[id(task)] = claim
             yield task
 
@@ -232,16 +279,17 @@ class _Driver:
             if stored is not None:
                 self.done[t.name][cell] = stored
 
-    def finish(self, task: CellTask, cells: list[dict[str, Any]]) -> None:
+    def finish(self, task: CellTask | BatchTask, cells: list[dict[str, Any]]) -> None:
         """Store a task's cells (this process is the store's only writer), then release its claim."""
         by_name = {t.name: s for t, s in zip(self.targets, self.settings, strict=True)}
         try:
             for cell in cells:
+                where = (cell["n"], cell["replicate"])
+                if where in self.done[cell["target"]]:  # a batch refits a replicate another target needed
+                    continue
                 if self.store is not None:
-                    self.store.append(
-                        by_name[cell["target"]], {(cell["target"], task.n, task.replicate): cell}
-                    )
-                self.done[cell["target"]][(task.n, task.replicate)] = cell
+                    self.store.append(by_name[cell["target"]], {(cell["target"], *where): cell})
+                self.done[cell["target"]][where] = cell
         finally:
             claim = self.claims.pop(id(task), None)
             if claim is not None:
@@ -254,7 +302,10 @@ class _Driver:
 
 
 def _run(
-    driver: _Driver, executor: Executor, progress: Callable[[dict[str, Any] | None], None], notify: Notify
+    driver: _Driver,
+    executor: Executor,
+    progress: Callable[[dict[str, Any] | None, int], None],
+    notify: Notify,
 ) -> None:
     pending = driver.todo()
     tried: set[tuple[int, int]] = set()
@@ -264,16 +315,16 @@ def _run(
             # closing(): a failure here stops the executor at once (pending work is cancelled)
             with contextlib.closing(executor.imap(compute_task, driver.feed(pending))) as results:
                 for task, cells in results:
-                    tried.add((task.n, task.replicate))
+                    tried.update(task.cells)
                     driver.finish(task, cells)
-                    progress(cells[0] if cells else None)
+                    progress(cells[0] if cells else None, len(task.cells))
             if not driver.blocked or driver.store is None:
                 break
             driver.store.wait([p for c in driver.blocked for p in driver.pairs(c)], on_wait=_waiting(notify))
             for cell in driver.blocked:
                 driver.reread(cell)
                 if cell not in tried and all(cell in driver.done[t.name] for t in driver.targets):
-                    progress(None)
+                    progress(None, 1)
             pending = [c for c in driver.blocked if c not in tried and c in driver.todo()]
     finally:
         driver.release_all()
@@ -307,8 +358,18 @@ def run_grid(
 
     notify = on_notice or _notify_default
     for target in targets:
-        if not target.identified and not spec.allow_unidentified:
+        if target.kind != BOUNDS and not target.identified and not spec.allow_unidentified:
             identify(target.model.graph, target.query)  # raises NotIdentifiableError with the reason
+    bounds_grid = any(t.kind == BOUNDS for t in targets)
+    if bounds_grid:  # a bounds cell fits no model: nothing to batch, every cell on its own
+        spec = dataclasses.replace(spec, batch_size=None)
+    if spec.batch_size is not None:
+        reason = batch_fallback_reason(
+            targets[0].model, min(spec.sizes), method=spec.method, **dict(spec.fit_kwargs or {})
+        )
+        if reason is not None:  # NUTS, another guide, enumerated latents: one fit per cell
+            notify(f"{reason}: every cell is fitted on its own.")
+            spec = dataclasses.replace(spec, batch_size=None)
     runner = make_executor(executor, workers)
     settings = [target_settings(t, spec) for t in targets]
     store = None
@@ -324,10 +385,10 @@ def run_grid(
     desc = targets[0].name if len(targets) == 1 else targets[0].name.split("/")[0]
     bar = tqdm(total=len(grid), initial=len(grid) - len(driver.todo()), desc=desc, disable=not progress)
 
-    def advance(cell: dict[str, Any] | None) -> None:
+    def advance(cell: dict[str, Any] | None, count: int) -> None:
         if cell is not None and cell.get("abs_error") is not None:
             bar.set_postfix(n=cell["n"], err=f"{cell['abs_error']:.3g}")
-        bar.update()
+        bar.update(count)
 
     try:
         _run(driver, runner, advance, notify)
@@ -339,6 +400,8 @@ def run_grid(
     if missing:  # only if another process holds cells past our wait (it cannot: wait has no timeout)
         raise CausalPPError(f"{len(missing)} cell(s) of the grid were not computed: {missing[:3]} ...")
     meta = _meta(spec, runner, out, settings)
+    if bounds_grid:
+        meta["bounds"] = bounds_options(spec.fit_kwargs) | {"batching": "none: bounds cells fit no model"}
     return {t.name: _study(t, driver.done[t.name], grid, spec, meta) for t in targets}
 
 
@@ -355,6 +418,7 @@ def _meta(
         "fit_kwargs": dict(spec.fit_kwargs or {}),
         "num_units": spec.num_units,
         "prob": spec.prob,
+        "batch_size": spec.batch_size,
         "executor": runner.describe(),
         "out": None if out is None else str(out),
         "settings_keys": {s.case: s.key for s in settings},
@@ -381,7 +445,17 @@ def _study(
     meta: dict[str, Any],
 ) -> Study:
     table = pd.DataFrame([_row(cells[c]) for c in grid])
-    for col in ("mean", "sd", "lo", "hi", "abs_error", "plugin", "plugin_abs_error", "wasserstein"):
+    for col in (
+        "mean",
+        "sd",
+        "lo",
+        "hi",
+        "abs_error",
+        "plugin",
+        "plugin_abs_error",
+        "wasserstein",
+        *BOUNDS_COLUMNS,
+    ):
         if col in table.columns:  # failed cells hold None: NaN in a float column
             table[col] = pd.to_numeric(table[col], errors="coerce").astype(float)
     return Study(
@@ -395,4 +469,6 @@ def _study(
         outcome_label=outcome_label(target.query),
         meta=dict(meta),
         cells={c: cells[c] for c in grid},
+        kind=target.kind,
+        true_bounds=target.true_bounds,
     )

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from ..cases.case import BOUNDS, MODEL
 from ..errors import CausalPPError
 from .report import plot_studies, write_report
 
@@ -39,6 +40,11 @@ class Study:
         What was estimated, its identifiability verdict, its true value, the interval mass.
     cells
         The full cell records by ``(n, replicate)``, diagnostics and warnings included.
+    kind, true_bounds
+        ``"model"`` (a fitted model's estimates) or ``"bounds"`` (the posterior of a refused
+        query's sharp bounds, :mod:`.bounds_cells`: its table has ``lower``/``upper``, their
+        errors against ``true_bounds``, ``width`` and the credible region ``lo``-``hi``;
+        ``summary()`` reports the error of each end, coverage and width per N).
 
     Examples
     --------
@@ -59,6 +65,23 @@ class Study:
     outcome_label: str = "outcome"
     meta: dict[str, Any] = field(default_factory=dict, repr=False)
     cells: Mapping[tuple[int, int], Mapping[str, Any]] = field(default_factory=dict, repr=False)
+    kind: str = MODEL
+    true_bounds: tuple[float, float] | None = None
+
+    def truth_text(self) -> str:
+        """The truth in words: its value, and for a bounds study the true sharp bounds.
+
+        Examples
+        --------
+        >>> Study(table=pd.DataFrame(), target="t", identified=False, truth=0.25, prob=0.94, kind="bounds",
+        ...       true_bounds=(0.1, 0.4)).truth_text()
+        'truth = 0.25; true sharp bounds [0.1, 0.4] (width 0.3)'
+        """
+        text = f"truth = {self.truth:.4g}"
+        if self.true_bounds is not None:
+            lo, hi = self.true_bounds
+            text += f"; true sharp bounds [{lo:.4g}, {hi:.4g}] (width {hi - lo:.4g})"
+        return text
 
     def _col(self, name: str, default: Any) -> pd.Series:
         t = self.table
@@ -92,7 +115,18 @@ class Study:
 
         ``flagged`` counts the cells of that N that failed a diagnostic (failed fits included),
         ``failed`` those without an estimate; the error columns average the cells with one.
+
+        A bounds study (``kind="bounds"``) reports instead, per N: the mean absolute error of
+        each end against the true sharp bounds with its standard error across replicates
+        (``lower_abs_error``, ``lower_se``, ``upper_abs_error``, ``upper_se``), ``coverage`` (the
+        credible region holds the true value), ``set_coverage`` (it holds the true sharp bounds),
+        the mean posterior ``width`` against ``true_width``, seconds per cell, flagged and failed
+        cells; ``attrs["slopes"]`` holds each end's log-log slope of error vs N (ideally -1/2).
         """
+        by_kind = {MODEL: self._model_summary, BOUNDS: self._bounds_summary}
+        return by_kind[self.kind]()
+
+    def _model_summary(self) -> pd.DataFrame:
         t = self.table.assign(
             flagged=self._col("flagged", False).fillna(False).astype(bool),
             failed=self._col("failed", False).fillna(False).astype(bool),
@@ -121,6 +155,38 @@ class Study:
         if t.loc[t["abs_error"].notna(), "n"].nunique() >= 2:
             s, lo, hi = self.slope()
             out.attrs["slope"] = (s, lo, hi)
+        return out
+
+    def _bounds_summary(self) -> pd.DataFrame:
+        t = self.table.assign(
+            flagged=self._col("flagged", False).fillna(False).astype(bool),
+            failed=self._col("failed", False).fillna(False).astype(bool),
+        )
+        numeric = ("lower_abs_error", "upper_abs_error", "width", "true_width", "covered", "set_covered")
+        t = t.assign(**{c: pd.to_numeric(self._col(c, np.nan), errors="coerce") for c in numeric})
+        g = t.groupby("n")
+
+        def se(col: str) -> pd.Series:
+            return g[col].std(ddof=1) / np.sqrt(g[col].count())
+
+        out = pd.DataFrame(
+            {
+                "replicates": g.size(),
+                "lower_abs_error": g["lower_abs_error"].mean(),
+                "lower_se": se("lower_abs_error"),
+                "upper_abs_error": g["upper_abs_error"].mean(),
+                "upper_se": se("upper_abs_error"),
+                "coverage": g["covered"].mean(),
+                "set_coverage": g["set_covered"].mean(),
+                "width": g["width"].mean(),
+                "true_width": g["true_width"].mean(),
+                "seconds": g["fit_seconds"].mean() if "fit_seconds" in t.columns else np.nan,
+                "flagged": g["flagged"].sum().astype(int),
+                "failed": g["failed"].sum().astype(int),
+            }
+        )
+        if t.loc[t["lower_abs_error"].notna(), "n"].nunique() >= 2:
+            out.attrs["slopes"] = {end: self.slope(f"{end}_abs_error") for end in ("lower", "upper")}
         return out
 
     def _refuse_flagged(self, what: str) -> None:

@@ -20,7 +20,7 @@ import numpy as np
 from ..errors import CausalPPError
 from ..queries import Query
 from .executors import Executor
-from .grid import GridSpec, run_grid
+from .grid import DEFAULT_BATCH, GridSpec, run_grid
 from .result import Study
 from .targets import resolve_target
 
@@ -48,6 +48,7 @@ def study(
     executor: str | Executor = "serial",
     workers: int | None = None,
     replicate_range: tuple[int, int] | None = None,
+    batch_size: int | None = DEFAULT_BATCH,
     on_notice: Callable[[str], None] | None = None,
 ) -> Study:
     """Run a convergence study: simulate, fit and estimate over a grid of sizes × replicates.
@@ -82,6 +83,11 @@ def study(
     replicate_range
         ``(start, stop)``: compute only replicates ``start .. stop-1`` of ``replicates`` (a
         shard); shards run anywhere merge into one table (``causal-pp merge``).
+    batch_size
+        Replicates of one N fitted together by :func:`~causal_pp.inference.fit_many` (one
+        vectorised SVI program; each replicate keeps its own seeds, restarts and convergence).
+        ``None`` fits every cell on its own. NUTS, guides other than the low-rank MVN and
+        enumerated discrete latents are always fitted cell by cell (``on_notice`` says so).
     on_notice
         Called with each notice (other settings' cells in ``out``, waiting for another process);
         default: a warning.
@@ -110,6 +116,7 @@ def study(
         num_units=num_units,
         allow_unidentified=allow_unidentified,
         fit_kwargs=fit_kwargs,
+        batch_size=batch_size,
     )
     result = run_grid(
         [target], spec, out=out, progress=progress, executor=executor, workers=workers, on_notice=on_notice
@@ -135,6 +142,7 @@ def studies(
     executor: str | Executor = "serial",
     workers: int | None = None,
     replicate_range: tuple[int, int] | None = None,
+    batch_size: int | None = DEFAULT_BATCH,
     on_notice: Callable[[str], None] | None = None,
 ) -> dict[str, Study]:
     """Convergence studies of several queries of one case, sharing one fit per cell.
@@ -152,7 +160,7 @@ def studies(
         Query names of the case (default: all of them).
     sizes, replicates, method, seed, device, out, prob, num_units, allow_unidentified, progress, fit_kwargs
         As for :func:`study`.
-    executor, workers, replicate_range, on_notice
+    executor, workers, replicate_range, batch_size, on_notice
         As for :func:`study`.
 
     Returns
@@ -188,6 +196,7 @@ def studies(
         num_units=num_units,
         allow_unidentified=allow_unidentified,
         fit_kwargs=fit_kwargs,
+        batch_size=batch_size,
     )
     grids = run_grid(
         targets, spec, out=out, progress=progress, executor=executor, workers=workers, on_notice=on_notice

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from ..cases.case import MODEL
 from ..errors import CausalPPError
 from ..identification import identify
 from ..queries import ATE, Interventional, Query
@@ -87,6 +88,10 @@ class Target:
         from (None otherwise) and the case's query name: a target pickles as (import path, query)
         or (case, query) where it has them -- the case by its registry name -- and by value
         otherwise.
+    kind, true_bounds
+        How its cells are computed, from the case query's ``kind``: ``"model"`` (fit the model,
+        estimate from the posterior; :mod:`.cells`) or ``"bounds"`` (the posterior of the sharp
+        bounds; :mod:`.bounds_cells`), and for ``"bounds"`` the true sharp bounds.
 
     Examples
     --------
@@ -107,11 +112,13 @@ class Target:
     case: Any = None
     source: str | None = None
     query_name: str | None = None
+    kind: str = MODEL
+    true_bounds: tuple[float, float] | None = None
 
     def __reduce_ex__(self, protocol: Any) -> Any:
         # Rebuilt from its import path or its case: user code and case models that plain pickle
-        # cannot carry (lambdas, local functions) still arrive; the truth is not recomputed.
-        known = (self.query_name, self.truth, self.identified, self.fingerprint)
+        # cannot carry (lambdas, local functions) still arrive; the truths are not recomputed.
+        known = (self.query_name, self.truth, self.identified, self.fingerprint, self.true_bounds)
         if self.source is not None:
             return target_from_path, (self.source, *known)
         if self.case is not None and self.query_name is not None:
@@ -179,8 +186,17 @@ def resolve_target(
     )
 
 
-def case_target(case: Any, query_name: str, truth: float, identified: bool, fingerprint: str) -> Target:
+def case_target(
+    case: Any,
+    query_name: str,
+    truth: float,
+    identified: bool,
+    fingerprint: str,
+    true_bounds: tuple[float, float] | None = None,
+) -> Target:
     """The target of a case's query, its truth, verdict and fingerprint given.
+
+    A ``kind="bounds"`` query's true bounds are read from the case unless given.
 
     Examples
     --------
@@ -188,9 +204,13 @@ def case_target(case: Any, query_name: str, truth: float, identified: bool, fing
     >>> case_target(get_case("bow"), "ate", 1.0, False, "f").name
     'bow/ate'
     """
+    cq = case.queries[query_name]
+    kind = getattr(cq, "kind", MODEL)  # a duck-typed case's query: fitted
+    if kind != MODEL and true_bounds is None:
+        true_bounds = cq.true_bounds
     return Target(
         name=f"{case.name}/{query_name}",
-        query=case.queries[query_name].query,
+        query=cq.query,
         truth=truth,
         identified=identified,
         simulate=case.simulate,
@@ -200,6 +220,8 @@ def case_target(case: Any, query_name: str, truth: float, identified: bool, fing
         fingerprint=fingerprint,
         case=case,
         query_name=query_name,
+        kind=kind,
+        true_bounds=None if true_bounds is None else (float(true_bounds[0]), float(true_bounds[1])),
     )
 
 
@@ -282,7 +304,12 @@ def targets_of(obj: Any, queries: list[str] | None = None, *, source: str | None
 
 
 def target_from_path(
-    source: str, query_name: str | None, truth: float, identified: bool, fingerprint: str
+    source: str,
+    query_name: str | None,
+    truth: float,
+    identified: bool,
+    fingerprint: str,
+    true_bounds: tuple[float, float] | None = None,
 ) -> Target:
     """Rebuild a target from its import path (in a worker process), keeping the driver's truth.
 
@@ -293,7 +320,12 @@ def target_from_path(
     """
     (target,) = targets_of(load_object(source), [query_name] if query_name else None)
     return dataclasses.replace(
-        target, truth=truth, identified=identified, fingerprint=fingerprint, source=source
+        target,
+        truth=truth,
+        identified=identified,
+        fingerprint=fingerprint,
+        source=source,
+        true_bounds=target.true_bounds if true_bounds is None else true_bounds,
     )
 
 

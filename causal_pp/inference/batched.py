@@ -56,6 +56,7 @@ from .fit import fit, latent_sites
 from .guides import global_dims
 from .importance import GaussianView
 from .methods import FitProblem, make_method
+from .row_adam import RowAdam
 from .svi import (
     SVI,
     SVI_ANNEAL_STEPS,
@@ -71,44 +72,11 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from ..program import ProgramStructure
 
-__all__ = ["fit_many"]
+__all__ = ["BATCH_WARNING", "batch_fallback_reason", "fit_many"]
 
-_CLIP = 10.0  # ClippedAdam's element-wise gradient clamp
-_BETAS = (0.9, 0.999)
-_EPS = 1e-8
+#: How fit_many's one warning for the whole batch begins (studies keep per-cell problems instead).
+BATCH_WARNING = "causal_pp: SVI fits of data sets"
 _NONFINITE = 25  # steps of non-finite loss after which a row has failed
-
-
-class _RowAdam:
-    """Adam with element-wise gradient clipping, a learning rate per row, and frozen rows."""
-
-    def __init__(self, params: Sequence[torch.Tensor], lr: float) -> None:
-        self.params = list(params)
-        rows = self.params[0].shape[0]
-        self.lr = torch.full((rows,), float(lr), dtype=self.params[0].dtype)
-        self.active = torch.ones(rows, dtype=torch.bool)
-        self.m = [torch.zeros_like(p) for p in self.params]
-        self.v = [torch.zeros_like(p) for p in self.params]
-        self.t = torch.zeros(rows, dtype=self.params[0].dtype)
-
-    @torch.no_grad()
-    def step(self) -> None:
-        self.t += self.active.to(self.t.dtype)
-        b1, b2 = _BETAS
-        t = self.t.clamp_min(1.0)
-        for p, m, v in zip(self.params, self.m, self.v, strict=True):
-            if p.grad is None:
-                continue
-            shape = (-1, *([1] * (p.dim() - 1)))
-            act = self.active.view(shape)
-            g = torch.nan_to_num(p.grad.clamp(-_CLIP, _CLIP), nan=0.0)
-            m.copy_(torch.where(act, b1 * m + (1 - b1) * g, m))
-            v.copy_(torch.where(act, b2 * v + (1 - b2) * g * g, v))
-            m_hat = m / (1 - b1 ** t.view(shape))
-            v_hat = v / (1 - b2 ** t.view(shape))
-            update = self.lr.view(shape) * m_hat / (v_hat.sqrt() + _EPS)
-            p.sub_(torch.where(act, update, torch.zeros_like(update)))
-            p.grad = None
 
 
 class _Batch:
@@ -240,7 +208,7 @@ def _run_phase(
 ) -> tuple[list[list[float]], list[tuple[bool, float, float, str]], list[str | None], list[int]]:
     """Optimise every row; returns per row its losses, plateau test, failure (or None), and steps."""
     anneal, main_max, adaptive, block = _schedule(steps, restart)
-    opt = _RowAdam(guide.params, lr)
+    opt = RowAdam(guide.params, lr)
     st = _Rows.start(batch.rows)
     log: list[np.ndarray] = []  # one loss per row per step; a row's history is its first steps
     objective = _compiled(batch.objective(guide.layout, particles), guide, particles, jit)
@@ -275,7 +243,7 @@ def _run_phase(
 def _advance(
     st: _Rows,
     log: list[np.ndarray],
-    opt: _RowAdam,
+    opt: RowAdam,
     *,
     lr: float,
     lr_decay: float,
@@ -322,7 +290,7 @@ def _advance(
                 opt.lr[r] = lr * lr_decay ** (1 / anneal)
 
 
-def _stop(st: _Rows, opt: _RowAdam, r: int) -> None:
+def _stop(st: _Rows, opt: RowAdam, r: int) -> None:
     st.done[r] = True
     opt.active[r] = False
 
@@ -508,13 +476,41 @@ def fit_many(
         )
 
 
+def batch_fallback_reason(
+    model: CausalModel,
+    n: int,
+    *,
+    method: str | SVI = "svi",
+    model_args: tuple[Any, ...] = (),
+    model_kwargs: Mapping[str, Any] | None = None,
+    **options: Any,
+) -> str | None:
+    """Why :func:`fit_many` would fit data sets of size ``n`` one by one; ``None`` if it batches.
+
+    Examples
+    --------
+    >>> from causal_pp.cases import get_case
+    >>> model = get_case("frontdoor").model
+    >>> batch_fallback_reason(model, 100) is None
+    True
+    >>> batch_fallback_reason(model, 100, method="nuts")
+    "method 'nuts' has no batched form"
+    """
+    if not isinstance(model, CausalModel):  # e.g. a study's stand-in object with a fit method
+        return f"{type(model).__name__} is not a CausalModel"
+    svi = make_method(method, options)
+    structure = model.check(n=n, model_args=model_args, model_kwargs=dict(model_kwargs or {}))
+    _, _, enum = latent_sites(model, structure)
+    return _fallback_reason(svi, enum)
+
+
 def _fallback_reason(svi: Any, enum: Sequence[str]) -> str | None:
     if not isinstance(svi, SVI):
-        return f"method {svi.name!r} has no batched form; each data set is fitted on its own"
+        return f"method {svi.name!r} has no batched form"
     if not (isinstance(svi.guide, str) and svi.guide in ("auto", "lowrank_mvn")):
-        return f"guide {svi.guide!r} has no batched form (only the low-rank MVN); each data set is fitted on its own"
+        return f"guide {svi.guide!r} has no batched form (only the low-rank MVN)"
     if enum:
-        return f"enumerated discrete latents {list(enum)} have no batched form; each data set is fitted on its own"
+        return f"enumerated discrete latents {list(enum)} have no batched form"
     return None
 
 
@@ -543,7 +539,7 @@ def _one_by_one(
             model_kwargs=model_kwargs,
             threads=threads,
         )
-        post.diagnostics.update(batched=False, batch_fallback=reason)
+        post.diagnostics.update(batched=False, batch_fallback=f"{reason}; each data set is fitted on its own")
         out.append(post)
     return out
 
@@ -635,7 +631,7 @@ def _fit_batch(
     if warnings_by_row:
         first = next(iter(warnings_by_row))
         warn(
-            f"causal_pp: SVI fits of data sets {sorted(warnings_by_row)} of {R} may be unreliable, e.g. data set "
+            f"{BATCH_WARNING} {sorted(warnings_by_row)} of {R} may be unreliable, e.g. data set "
             f"{first}: {'; '.join(warnings_by_row[first])}. Diagnostics are in each posterior's diagnostics."
         )
     return out
