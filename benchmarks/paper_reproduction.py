@@ -273,9 +273,11 @@ def _markdown(table: pd.DataFrame, meta: dict[str, object]) -> str:
     runs = meta["runs"]
     m = runs[-1]["machine"] if runs else meta["machine"]
     fit_minutes_per_worker = float(meta["fit_seconds_total"]) / 60 / max(1, int(meta["jobs"]))
+    fitted_by = runs[-1]["command"] if runs else meta["command"]
+    rendered = f" (this table rendered by `{meta['command']}`)" if fitted_by != meta["command"] else ""
     lines += [
         "",
-        f"Command: `{meta['command']}`; fits took {float(meta['fit_seconds_total']) / 60:.1f} min in "
+        f"Command: `{fitted_by}`{rendered}; fits took {float(meta['fit_seconds_total']) / 60:.1f} min in "
         f"all (summed over every cell of the table; at least {fit_minutes_per_worker:.1f} min of wall "
         f"time with {meta['jobs']} worker process(es)); wall time recorded by meta.json: "
         f"{float(meta['total_wall_seconds']) / 60:.1f} min over {len(meta['runs'])} invocation(s), "

@@ -21,7 +21,15 @@ causal effects in partially observed biomolecular pathways*, Bioinformatics 38(S
 ``pn_bounds``      PN in binary X -> Y without monotonicity: Tian-Pearl bounds
 =================  ===========================================================================
 
-The last three are *bounds cases* (``CaseQuery(kind="bounds")``): their queries are not
+Beyond the paper, non-Gaussian cases with analytic truths (calibration of the fast path, #15):
+
+===================  =========================================================================
+``frontdoor_logit``  front-door; binary X through a logit of U, Laplace mediator noise; ATE -1.2
+``frontdoor_count``  front-door; Poisson (log link) mediator, Student-t outcome noise
+``backdoor_count``   back-door; Poisson (log link) outcome, truth by the Normal MGF
+===================  =========================================================================
+
+The three ``*_bounds`` cases are *bounds cases* (``CaseQuery(kind="bounds")``): their queries are not
 identified, and a convergence study scores the posterior of their sharp bounds
 (:func:`causal_pp.bounds`) against the true sharp bounds, which each case computes exactly
 (:mod:`.exact`: Gauss-Hermite quadrature of P(V); the linear programs on it).
@@ -30,7 +38,7 @@ Examples
 --------
 >>> from causal_pp import cases
 >>> list(cases.registry())
-['frontdoor', 'bow', 'backdoor', 'multicause', 'napkin', 'napkin_strong', 'igf', 'sars_cov2', 'bow_bounds', 'iv_bounds', 'pn_bounds']
+['frontdoor', 'bow', 'backdoor', 'multicause', 'napkin', 'napkin_strong', 'igf', 'sars_cov2', 'bow_bounds', 'iv_bounds', 'pn_bounds', 'frontdoor_logit', 'frontdoor_count', 'backdoor_count']
 >>> case = cases.get_case("bow")
 >>> q = case.queries["ate"]
 >>> q.identified, q.truth, q.naive
@@ -43,10 +51,13 @@ from __future__ import annotations
 
 from ..errors import CaseError, DuplicateCaseError, UnknownCaseError
 from .backdoor import make_backdoor
+from .backdoor_count import make_backdoor_count
 from .bow import make_bow
 from .bow_bounds import make_bow_bounds
 from .case import BOUNDS, MODEL, Case, CaseQuery
 from .frontdoor import make_frontdoor
+from .frontdoor_count import make_frontdoor_count
+from .frontdoor_logit import make_frontdoor_logit
 from .igf import make_igf
 from .iv_bounds import make_iv_bounds
 from .multicause import make_multicause
@@ -73,9 +84,12 @@ __all__ = [
     "constant",
     "get_case",
     "make_backdoor",
+    "make_backdoor_count",
     "make_bow",
     "make_bow_bounds",
     "make_frontdoor",
+    "make_frontdoor_count",
+    "make_frontdoor_logit",
     "make_igf",
     "make_iv_bounds",
     "make_multicause",
@@ -101,6 +115,9 @@ for _case in (
     make_bow_bounds(),
     make_iv_bounds(),
     make_pn_bounds(),
+    make_frontdoor_logit(),
+    make_frontdoor_count(),
+    make_backdoor_count(),
 ):
     register(_case)
 del _case
