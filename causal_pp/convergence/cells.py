@@ -39,6 +39,7 @@ __all__ = [
     "TIMING_KEYS",
     "BatchTask",
     "CellTask",
+    "TaskSettings",
     "cell_record",
     "compute_task",
     "estimate_diagnostics",
@@ -172,8 +173,29 @@ def estimate_diagnostics(est: Any) -> dict[str, Any]:
     return out
 
 
+@dataclass(frozen=True, kw_only=True)
+class TaskSettings:
+    """What every task of a grid shares: seeds, fitting method and options, how to estimate."""
+
+    seed: int
+    method: str
+    device: str
+    prob: float
+    num_units: int | None
+    allow_unidentified: bool
+    fit_kwargs: Mapping[str, Any] = field(default_factory=dict)
+
+    def options(self) -> dict[str, Any]:
+        """The settings as the keyword arguments of the cell runners."""
+        return {
+            "seed": self.seed, "method": self.method, "device": self.device, "prob": self.prob,
+            "num_units": self.num_units, "allow_unidentified": self.allow_unidentified,
+            "fit_kwargs": dict(self.fit_kwargs),
+        }  # fmt: skip
+
+
 @dataclass(frozen=True)
-class CellTask:
+class CellTask(TaskSettings):
     """One (N, replicate) cell of a grid and every target estimated from its fit: what a worker runs.
 
     Examples
@@ -187,13 +209,6 @@ class CellTask:
     targets: tuple[Target, ...]
     n: int
     replicate: int
-    seed: int
-    method: str
-    device: str
-    prob: float
-    num_units: int | None
-    allow_unidentified: bool
-    fit_kwargs: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def cells(self) -> list[tuple[int, int]]:
@@ -204,16 +219,13 @@ class CellTask:
         """Simulate, fit and estimate: one record per target, each kind by its runner (:data:`CELL_RUNNERS`)."""
         cells = []
         for kind in dict.fromkeys(t.kind for t in self.targets):
-            cells += CELL_RUNNERS[kind](
-                tuple(t for t in self.targets if t.kind == kind), self.n, self.replicate, seed=self.seed,
-                method=self.method, device=self.device, prob=self.prob, num_units=self.num_units,
-                allow_unidentified=self.allow_unidentified, fit_kwargs=dict(self.fit_kwargs),
-            )  # fmt: skip
+            of_kind = tuple(t for t in self.targets if t.kind == kind)
+            cells += CELL_RUNNERS[kind](of_kind, self.n, self.replicate, **self.options())
         return cells
 
 
 @dataclass(frozen=True)
-class BatchTask:
+class BatchTask(TaskSettings):
     """Replicates of one N fitted together by :func:`~causal_pp.inference.fit_many`: one batch.
 
     Every replicate keeps its own data seed and fit seed (those of its cell), so its cell does
@@ -230,13 +242,6 @@ class BatchTask:
     targets: tuple[Target, ...]
     n: int
     replicates: tuple[int, ...]
-    seed: int
-    method: str
-    device: str
-    prob: float
-    num_units: int | None
-    allow_unidentified: bool
-    fit_kwargs: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def cells(self) -> list[tuple[int, int]]:
@@ -245,11 +250,7 @@ class BatchTask:
 
     def compute(self) -> list[dict[str, Any]]:
         """Simulate every replicate, fit them in one batch, estimate: one record per target and cell."""
-        return run_batch(
-            self.targets, self.n, self.replicates, seed=self.seed, method=self.method,
-            device=self.device, prob=self.prob, num_units=self.num_units,
-            allow_unidentified=self.allow_unidentified, fit_kwargs=dict(self.fit_kwargs),
-        )  # fmt: skip
+        return run_batch(self.targets, self.n, self.replicates, **self.options())
 
 
 def compute_task(task: CellTask | BatchTask) -> list[dict[str, Any]]:

@@ -11,7 +11,8 @@ settings never reuses a cell, and several processes -- or a pool of workers, or 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import dataclasses
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -105,23 +106,7 @@ def study(
     >>> s.summary()  # doctest: +SKIP
     """
     target = resolve_target(case_or_model, query, simulate, truth, truth_samples)
-    spec = GridSpec(
-        sizes=sizes,  # type: ignore[arg-type]
-        replicates=replicates,
-        replicate_range=replicate_range,
-        method=method,
-        seed=seed,
-        device=device,
-        prob=prob,
-        num_units=num_units,
-        allow_unidentified=allow_unidentified,
-        fit_kwargs=fit_kwargs,
-        batch_size=batch_size,
-    )
-    result = run_grid(
-        [target], spec, out=out, progress=progress, executor=executor, workers=workers, on_notice=on_notice
-    )
-    return result[target.name]
+    return _run([target], locals())[target.name]
 
 
 def studies(
@@ -185,20 +170,15 @@ def studies(
     if not names:
         raise CausalPPError(f"queries must name at least one of case {case.name!r}'s queries.")
     targets = [resolve_target(case, q, None, None, None) for q in names]
-    spec = GridSpec(
-        sizes=sizes,  # type: ignore[arg-type]
-        replicates=replicates,
-        replicate_range=replicate_range,
-        method=method,
-        seed=seed,
-        device=device,
-        prob=prob,
-        num_units=num_units,
-        allow_unidentified=allow_unidentified,
-        fit_kwargs=fit_kwargs,
-        batch_size=batch_size,
-    )
-    grids = run_grid(
-        targets, spec, out=out, progress=progress, executor=executor, workers=workers, on_notice=on_notice
-    )
+    grids = _run(targets, locals())
     return {q: grids[t.name] for q, t in zip(names, targets, strict=True)}
+
+
+_SPEC = tuple(f.name for f in dataclasses.fields(GridSpec))
+_RUN = ("out", "progress", "executor", "workers", "on_notice")
+
+
+def _run(targets: Sequence[Any], arguments: Mapping[str, Any]) -> dict[str, Study]:
+    """The grid of ``study``/``studies`` from their arguments: its settings, then where and how it runs."""
+    spec = GridSpec(**{k: arguments[k] for k in _SPEC})
+    return run_grid(targets, spec, **{k: arguments[k] for k in _RUN})
