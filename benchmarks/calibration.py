@@ -9,8 +9,9 @@ keeps its rows in ``*.csv.part``).
     set and method: posterior mean and SD of the ATE, its 94% interval and whether it covers the
     truth, the mean shift in reference posterior SDs and the SD ratio, the importance
     correction's ESS and Pareto k. Methods (:data:`METHODS`): ``library`` (what
-    ``fit(method="svi")`` returns, defaults throughout) and ``guide`` (``fit(..., importance=False)``
-    with the same seed: the same fitted guide's own draws, uncorrected).
+    ``fit(method="svi")`` returns, defaults throughout), ``guide`` (``fit(..., importance=False)``
+    with the same seed: the same fitted guide's own draws, uncorrected) and ``explore``
+    (``restart_steps=1000``: restarts long enough to leave the prior median's basin).
 ``protocol``
     The calibration protocol of issue #15: many replicate data sets at one N (default: front-door
     and back-door at N = 200, 200 replicates), fitted with :func:`causal_pp.fit_many` (one batch
@@ -63,6 +64,8 @@ Usage::
     python benchmarks/calibration.py protocol --replicates 20 --one-by-one        # fit per replicate
     python benchmarks/calibration.py compare --cases frontdoor_logit,frontdoor_count,backdoor_count \\
         --sizes 1000,5000 --seeds 0,1,2
+    python benchmarks/calibration.py compare --cases frontdoor_logit --sizes 5000 --seeds 0,1,2,3,4,5 \\
+        --methods library,explore --no-reference      # how often the default misses the basin
     python benchmarks/calibration.py summarise benchmarks/results/calibration-protocol-*.csv
     python benchmarks/calibration.py crosscheck --cases frontdoor_logit --n 300 --seeds 0
 """
@@ -112,7 +115,12 @@ FUNCTIONALS: dict[str, Callable[[Mapping[str, Any]], Any]] = {
     "backdoor_count": backdoor_count_ate,
 }
 #: The SVI methods compared, ``name -> options of fit(method="svi")`` (defaults otherwise).
-METHODS: dict[str, dict[str, Any]] = {"library": {}, "guide": {"importance": False}}
+METHODS: dict[str, dict[str, Any]] = {
+    "library": {},
+    "guide": {"importance": False},
+    # longer restarts, so that the prior-draw starts can overtake the median start (large N)
+    "explore": {"restart_steps": 1000},
+}
 LEVEL = 0.94
 REF_MAX_RHAT = 1.02
 REF_MIN_ESS = 400.0
@@ -468,6 +476,8 @@ def fit_record(case: Case, post: CausalPosterior | Exception, time_s: float | No
         "final_loss": float(d["final_loss"]),
         "svi_mean": mean,
         "svi_globals": json.dumps({k: round(v, 4) for k, v in mean.items()}),
+        # the short restarts' final losses: a spread of many nats means several basins
+        "restart_losses": json.dumps([round(float(x), 1) for x in d.get("restart_losses", [])]),
         "note": str(d.get("is_skipped", "")),
     }
 
@@ -576,11 +586,11 @@ COMPARE_COLS = [
     "case", "n", "seed", "method", "truth", "mean", "sd", "lo", "hi", "covers", "shift_sd", "sd_ratio",
     *DIAGNOSTIC_COLS, "ref_mean", "ref_sd", "ref_lo", "ref_hi", "ref_covers", "ref_rhat", "ref_ess",
     "ref_divergences", "ref_quad_err_spread", "ref_ok", "ref_mode_from", "svi_mode_gap", "ref_rival_gap",
-    "ref_time_s", "rank", "ref_rank", "final_loss", "svi_globals", "note",
+    "ref_time_s", "rank", "ref_rank", "final_loss", "restart_losses", "svi_globals", "note",
 ]  # fmt: skip
 PROTOCOL_COLS = [
     "case", "n", "seed", "method", "batched", "truth", "mean", "sd", "lo", "hi", "covers", "rank",
-    *DIAGNOSTIC_COLS, "ref_ok", "ref_rhat", "ref_ess", "final_loss", "svi_globals", "note",
+    *DIAGNOSTIC_COLS, "ref_ok", "ref_rhat", "ref_ess", "final_loss", "restart_losses", "svi_globals", "note",
 ]  # fmt: skip
 
 
@@ -665,7 +675,9 @@ def _float(v: Any) -> float:
 
 
 def _method_row(res: Mapping[str, Any]) -> dict[str, Any]:
-    return {k: res.get(k, "") for k in (*DIAGNOSTIC_COLS, "final_loss", "svi_globals", "note")}
+    return {
+        k: res.get(k, "") for k in (*DIAGNOSTIC_COLS, "final_loss", "restart_losses", "svi_globals", "note")
+    }
 
 
 # --- compare ----------------------------------------------------------------------------------
@@ -677,6 +689,15 @@ def compare_one(case_name: str, n: int, seed: int, args: argparse.Namespace) -> 
     df = case.simulate(n, seed=seed)
     svi = svi_fits(case, df, seed, args.methods)
     svi_mean = next((r["svi_mean"] for r in svi.values() if "svi_mean" in r), dict(case.model_truth))
+    if args.no_reference:  # the fits against the truth alone (e.g. how often a basin is missed)
+        rows = []
+        for method, res in svi.items():
+            row = {"case": case_name, "n": n, "seed": seed, "method": method, "truth": truth, "ref_ok": False}
+            if res["ate"] is not None:
+                row.update(summarise_draws(res["ate"], truth, seed))
+            row.update(_method_row(res))
+            rows.append(row)
+        return rows
     ref = nuts_reference(
         case,
         {c: df[c].to_numpy() for c in df.columns},
@@ -733,6 +754,9 @@ def summarise_compare(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]
             "is_ess": [round(_float(r["is_ess"]), 1) for r in sel],
             "pareto_k": [round(_float(r["pareto_k"]), 2) for r in sel],
             "mean_fit_s": float(np.nanmean([_float(r["time_s"]) for r in sel])) if sel else float("nan"),
+            "mean_abs_error_all": float(np.mean([abs(float(r["mean"]) - float(r["truth"])) for r in fitted]))
+            if fitted
+            else float("nan"),
         }
         if ok:
             shifts = np.array([float(r["shift_sd"]) for r in ok])
@@ -784,6 +808,8 @@ def _print_compare_summary(summary: Sequence[Mapping[str, Any]]) -> None:
                 f"  coverage {s['coverage']:.2f} | {s['reference_coverage']:.2f}"
                 f"  {'holds' if s['holds'] else 'FAILS'} (< 0.5 SD)"
             )
+        else:  # no reference (--no-reference, or none mixed): against the truth alone
+            line += f" coverage {s['coverage_all']:.2f}  mean |error| {s['mean_abs_error_all']:.3f}"
         if s["method"] == "library":
             line += f"  ESS {s['is_ess']}"
         line += f"  fit {s['mean_fit_s']:.1f} s"
@@ -1020,6 +1046,7 @@ def main(argv: list[str] | None = None) -> int:
     common(p, "frontdoor_logit,frontdoor_count,backdoor_count,frontdoor,backdoor")
     p.add_argument("--sizes", type=_csv_list(int), default=[1000, 5000])
     p.add_argument("--seeds", type=_csv_list(int), default=[0, 1, 2])
+    p.add_argument("--no-reference", action="store_true", help="skip the NUTS references (truth only)")
     p.set_defaults(func=cmd_compare)
     p = sub.add_parser("protocol", help="coverage and rank histogram over many replicates at one N")
     common(p, "frontdoor,backdoor")

@@ -222,6 +222,8 @@ CASES: dict[str, tuple[Callable[[], Any], Any]] = {
     "fit-num-samples-float": (_fit(method="svi", num_samples=10.0), ArgumentTypeError),
     "fit-num-steps-small": (_fit(method="svi", num_steps=2), InvalidArgumentError),
     "fit-restarts-zero": (_fit(method="svi", restarts=0), InvalidArgumentError),
+    "fit-restart-steps-small": (_fit(method="svi", restart_steps=2), InvalidArgumentError),
+    "fit-restart-steps-bool": (_fit(method="svi", restart_steps=True), ArgumentTypeError),
     "fit-guide-unknown": (_fit(method="svi", guide="flow"), InvalidArgumentError),
     "fit-importance-int": (_fit(method="svi", importance=1), ArgumentTypeError),
     "fit-lr-decay-above-one": (_fit(method="svi", lr_decay=2.0), InvalidArgumentError),

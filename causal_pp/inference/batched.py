@@ -53,7 +53,7 @@ from ..runtime import (
 from .batched_guide import BatchedLowRankGuide, Layout, draw, median_init, prototype
 from .data import check_data_shapes, check_support, validate_data
 from .fit import fit, latent_sites
-from .guides import global_dims
+from .guides import INIT_DRAWS, global_dims, sampled_globals
 from .importance import GaussianView
 from .methods import FitProblem, make_method
 from .row_adam import RowAdam
@@ -184,7 +184,7 @@ class _Rows:
 def _schedule(steps: int | None, restart: bool) -> tuple[int, int, bool, int]:
     """(anneal steps, constant-rate steps at most, adaptive?, plateau block) as SVI sets them."""
     if restart:
-        anneal, main_max, adaptive = 0, SVI_RESTART_STEPS, False
+        anneal, main_max, adaptive = 0, steps or SVI_RESTART_STEPS, False
     elif steps is None:
         anneal, main_max, adaptive = SVI_ANNEAL_STEPS, SVI_MAX_STEPS - SVI_ANNEAL_STEPS, True
     else:
@@ -353,6 +353,7 @@ def _start_phase(
     svi: SVI,
     rank: int,
     bar: Any,
+    globals_: Sequence[str],
 ) -> tuple[_Batch, BatchedLowRankGuide, list[list[float]]]:
     """Every start of every data set as rows of one batch; each data set keeps its best start."""
     R, S = len(seeds), svi.restarts
@@ -360,7 +361,14 @@ def _start_phase(
     layout = batch.layout(prototype(conditioned[0]))
     row_seeds = [s for sd in seeds for s in child_seeds(sd, S)]
     P = batch.P
-    init = torch.stack([median_init(conditioned[i // S], layout, row_seeds[i], P) for i in range(R * S)])
+    init = torch.stack(
+        [
+            median_init(
+                conditioned[i // S], layout, row_seeds[i], P, INIT_DRAWS, sampled_globals(i % S, globals_)
+            )
+            for i in range(R * S)
+        ]
+    )
     gens = [torch.Generator().manual_seed(s) for s in row_seeds]
     guide = BatchedLowRankGuide(layout, init.to(torch.get_default_dtype()), rank=rank, generators=gens)
     if S == 1:
@@ -368,7 +376,7 @@ def _start_phase(
     losses, _, _, _ = _run_phase(
         batch,
         guide,
-        steps=None,
+        steps=svi.restart_steps,
         particles=svi.num_particles,
         lr=svi.lr,
         lr_decay=1.0,
@@ -376,7 +384,7 @@ def _start_phase(
         bar=bar,
         jit=svi.jit_compile,
     )
-    scores = [float(np.mean(x[-SVI_RESTART_STEPS // 3 :])) if x else math.inf for x in losses]
+    scores = [float(np.mean(x[-max(1, svi.restart_steps // 3) :])) if x else math.inf for x in losses]
     best = []
     for r in range(R):
         own = scores[r * S : (r + 1) * S]
@@ -576,7 +584,7 @@ def _fit_batch(
     t0 = time.perf_counter()
     bar = tqdm(desc=f"SVI x {R}", disable=not progress_bar, leave=False, unit="step")
     try:
-        batch, guide, start_scores = _start_phase(batch_of, conditioned, seeds, svi, rank, bar)
+        batch, guide, start_scores = _start_phase(batch_of, conditioned, seeds, svi, rank, bar, globals_)
         losses, plateau, failed, _ = _run_phase(
             batch,
             guide,

@@ -14,7 +14,7 @@ generator, so a row's fit does not depend on which other rows share its batch.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -117,11 +117,17 @@ class Layout:
 
 
 def median_init(
-    conditioned: Callable[[], Any], layout: Layout, seed: int, max_plate_nesting: int, num_samples: int = 15
+    conditioned: Callable[[], Any],
+    layout: Layout,
+    seed: int,
+    max_plate_nesting: int,
+    num_samples: int = 15,
+    sampled: Collection[str] = (),
 ) -> torch.Tensor:
     """One row's initial location: the median of ``num_samples`` prior draws per latent element,
     in unconstrained space (Pyro's ``init_to_median``), drawn with this row's own seed in one
-    vectorised run of the program."""
+    vectorised run of the program; the sites in ``sampled`` start at one prior draw instead
+    (Pyro's ``init_to_sample``; see :func:`~causal_pp.inference.guides.sampled_globals`)."""
     with torch.random.fork_rng(devices=[]), torch.no_grad(), pyro.validation_enabled(False):
         torch.manual_seed(int(seed))
         with pyro.plate("_init", num_samples, dim=-(max_plate_nesting + 1)):
@@ -130,8 +136,9 @@ def median_init(
     for s in layout.slots:
         value = tr.nodes[s.name]["value"].detach()
         value = value.expand(num_samples, *value.shape[1:]) if value.shape[0] == 1 else value
-        median = value.reshape(num_samples, *s.shape).median(0).values
-        parts.append(s.transform.inv(median).reshape(-1))
+        value = value.reshape(num_samples, *s.shape)
+        start = value[0] if s.name in sampled else value.median(0).values
+        parts.append(s.transform.inv(start).reshape(-1))
     return torch.cat(parts) if parts else torch.zeros(0)
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -13,12 +13,13 @@ from pyro.infer.autoguide import (
     AutoMultivariateNormal,
     AutoNormal,
     init_to_median,
+    init_to_sample,
 )
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..program import ProgramStructure
 
-__all__ = ["GUIDES", "global_dims", "guide_gaussian", "make_guide"]
+__all__ = ["GUIDES", "INIT_DRAWS", "global_dims", "guide_gaussian", "make_guide", "start_init"]
 
 
 GUIDES = ("auto", "lowrank_mvn", "mvn", "normal")
@@ -28,12 +29,45 @@ def global_dims(s: ProgramStructure, globals_: list[str]) -> int:
     return sum(math.prod(s.sites[g].shape) for g in globals_)
 
 
+#: Prior draws whose median is the first start's initial location (Pyro's ``init_to_median``).
+INIT_DRAWS = 15
+
+
+def sampled_globals(start: int, globals_: Collection[str]) -> frozenset[str]:
+    """The global sites that restart ``start`` initialises at one prior draw (the others: the
+    median of :data:`INIT_DRAWS` draws).
+
+    The first start begins at the prior median. The median of 15 draws lies near the prior's
+    centre, often a symmetry point of the likelihood (a confounder's effect of 0: U's sign is
+    free), where every start would fall into the same basin -- for front-door with a logit
+    treatment at N = 5000, the wrong one, 380 nats of ELBO worse than the basin a start near the
+    truth reaches. Later starts draw the globals from the prior, so that the restarts explore.
+    Per-unit latents always start at the median: their multimodality follows the globals'.
+    """
+    return frozenset() if start == 0 else frozenset(globals_)
+
+
+def start_init(start: int, globals_: Collection[str]) -> Callable[..., Any]:
+    """Pyro ``init_loc_fn`` of restart ``start`` (see :func:`sampled_globals`)."""
+    median = init_to_median(num_samples=INIT_DRAWS)
+    sampled = sampled_globals(start, globals_)
+
+    def init(site: dict[str, Any]) -> torch.Tensor:
+        return init_to_sample(site) if site["name"] in sampled else median(site)
+
+    return init
+
+
 def make_guide(
-    guide: str | Callable[[Callable[..., Any]], Any], model: Callable[..., Any], rank: int, latent_dim: int
+    guide: str | Callable[[Callable[..., Any]], Any],
+    model: Callable[..., Any],
+    rank: int,
+    latent_dim: int,
+    init: Callable[..., Any] | None = None,
 ) -> Any:
     if callable(guide):
         return guide(model)
-    init = init_to_median(num_samples=15)
+    init = init or init_to_median(num_samples=INIT_DRAWS)
     if guide in ("auto", "lowrank_mvn"):
         if latent_dim < 2:
             return AutoMultivariateNormal(model, init_loc_fn=init, init_scale=0.1)
