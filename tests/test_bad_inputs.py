@@ -224,6 +224,7 @@ CASES: dict[str, tuple[Callable[[], Any], Any]] = {
     "fit-restarts-zero": (_fit(method="svi", restarts=0), InvalidArgumentError),
     "fit-restart-steps-small": (_fit(method="svi", restart_steps=2), InvalidArgumentError),
     "fit-restart-steps-bool": (_fit(method="svi", restart_steps=True), ArgumentTypeError),
+    "fit-restart-init-unknown": (_fit(method="svi", restart_init="random"), InvalidArgumentError),
     "fit-guide-unknown": (_fit(method="svi", guide="flow"), InvalidArgumentError),
     "fit-importance-int": (_fit(method="svi", importance=1), ArgumentTypeError),
     "fit-lr-decay-above-one": (_fit(method="svi", lr_decay=2.0), InvalidArgumentError),

@@ -561,8 +561,9 @@ def test_restarts_after_the_first_start_the_globals_at_prior_draws() -> None:
     from causal_pp.cases import get_case
     from causal_pp.inference.guides import sampled_globals, start_init
 
-    assert sampled_globals(0, ["a", "b"]) == frozenset()
-    assert sampled_globals(3, ["a", "b"]) == {"a", "b"}
+    assert sampled_globals(0, ["a", "b"], "prior") == frozenset()
+    assert sampled_globals(3, ["a", "b"], "prior") == {"a", "b"}
+    assert sampled_globals(3, ["a", "b"], "median") == frozenset()
     case = get_case("frontdoor")
     data = {c: torch.tensor(v, dtype=torch.float32) for c, v in case.simulate(50, seed=0).items()}
     target = pyro.poutine.condition(case.model.fn, data=data)
@@ -571,7 +572,7 @@ def test_restarts_after_the_first_start_the_globals_at_prior_draws() -> None:
     def start(k: int, seed: int) -> dict[str, torch.Tensor]:
         pyro.set_rng_seed(seed)
         tr = pyro.poutine.trace(target).get_trace(50)
-        init = start_init(k, glob)
+        init = start_init(k, glob, "prior")
         return {g: init(tr.nodes[g]) for g in glob}
 
     # the median of 15 prior draws barely moves with the seed; one prior draw moves by ~ a prior SD

@@ -61,12 +61,13 @@ def _small_valid(name: str) -> st.SearchStrategy[Any]:
         "importance_particles": st.integers(1, 8),
         "restarts": st.integers(1, 2),
         "restart_steps": st.integers(4, 8),
+        "restart_init": st.sampled_from(["median", "prior"]),
         "jit_compile": st.just(False),  # tracing is correct but slow; its options are tested elsewhere
     }[name]
 
 
 SVI_OPTIONS = ("num_samples", "num_steps", "lr", "lr_decay", "num_particles", "guide", "importance",
-               "importance_particles", "restarts", "restart_steps", "jit_compile")  # fmt: skip
+               "importance_particles", "restarts", "restart_steps", "restart_init", "jit_compile")  # fmt: skip
 
 
 @st.composite

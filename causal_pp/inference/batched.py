@@ -364,7 +364,12 @@ def _start_phase(
     init = torch.stack(
         [
             median_init(
-                conditioned[i // S], layout, row_seeds[i], P, INIT_DRAWS, sampled_globals(i % S, globals_)
+                conditioned[i // S],
+                layout,
+                row_seeds[i],
+                P,
+                INIT_DRAWS,
+                sampled_globals(i % S, globals_, svi.restart_init),
             )
             for i in range(R * S)
         ]

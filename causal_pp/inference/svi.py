@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 from .. import validation as check
 from ..errors import InferenceError
 from ..runtime import seeded
-from .guides import GUIDES, global_dims, make_guide, start_init
+from .guides import GUIDES, RESTART_INITS, global_dims, make_guide, start_init
 from .importance import IS_MIN_ESS, importance_correct
 from .methods import FitMethod, FitProblem, FitResult, register_method, reshape_draws
 
@@ -265,17 +265,16 @@ class SVI(FitMethod):
     restarts
         Short runs (``restart_steps`` steps) from this many initialisations; the one with the
         lowest loss is continued. Guards against confident wrong optima where a per-unit latent
-        absorbs an outcome (seen on the front-door model). The first start begins at the prior
-        median, the others with the global parameters at a prior draw
-        (:func:`~causal_pp.inference.guides.sampled_globals`). ``1`` disables it.
-    restart_steps
-        Steps of each restart. The default suits the built-in cases up to N of a few thousand.
-        At larger N, or with non-Gaussian links, the prior-draw starts may need ~1000 steps to
-        overtake the median start: front-door with a logit treatment at N = 5000 (data seed 2)
-        lands in a wrong basin with 150 (ATE -0.84 for a truth of -1.2, no diagnostic flags it)
-        and in the right one with 1000 (``benchmarks/calibration.py``, method ``explore``).
-        Compare ``diagnostics["restart_losses"]``: starts that had not levelled off still lie
-        far above the best.
+        absorbs an outcome (seen on the front-door model). ``1`` disables it.
+    restart_steps, restart_init
+        Steps of each restart, and how restarts after the first are initialised: ``"median"``
+        (each at the median of its own prior draws) or ``"prior"`` (the global parameters at
+        one prior draw; :func:`~causal_pp.inference.guides.sampled_globals`). The defaults suit
+        the built-in cases at the sizes of the paper. At large N beyond Gaussian models every
+        median start can fall into one wrong basin: front-door with a logit treatment at
+        N = 5000 (data seed 2) gives an ATE of -0.84 for a truth of -1.2, and no diagnostic
+        flags it. ``restart_init="prior", restart_steps=1000`` (about twice the fit time there)
+        finds the right basin (``benchmarks/calibration.py``, method ``explore``).
     jit_compile
         Trace the ELBO once with TorchScript.
 
@@ -299,6 +298,7 @@ class SVI(FitMethod):
     importance_particles: int = 16
     restarts: int = 5
     restart_steps: int = SVI_RESTART_STEPS
+    restart_init: str = "median"
     jit_compile: bool = True
 
     name: ClassVar[str] = "svi"
@@ -316,6 +316,7 @@ class SVI(FitMethod):
         check.positive_int("importance_particles", self.importance_particles)
         check.positive_int("restarts", self.restarts)
         check.positive_int("restart_steps", self.restart_steps, minimum=4)
+        check.choice("restart_init", self.restart_init, RESTART_INITS)
         check.boolean("jit_compile", self.jit_compile)
 
     def run(self, problem: FitProblem) -> FitResult:
@@ -366,7 +367,11 @@ class SVI(FitMethod):
         g, start_losses = best_start(
             target,
             lambda start=0: make_guide(
-                self.guide, guide_model, rank, latent_dim, start_init(start, problem.globals_)
+                self.guide,
+                guide_model,
+                rank,
+                latent_dim,
+                start_init(start, problem.globals_, self.restart_init),
             ),
             elbo,
             lr=self.lr,
