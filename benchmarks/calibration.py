@@ -749,7 +749,10 @@ def summarise_compare(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]
             "method": method,
             "data_sets": len(sel),
             "with_mixed_reference": len(ok),
-            "seeds_reference_refused": [int(r["seed"]) for r in sel if not _bool(r["ref_ok"])],
+            # a reference that was run and refused (not one skipped by --no-reference)
+            "seeds_reference_refused": [
+                int(r["seed"]) for r in sel if not _bool(r["ref_ok"]) and r["ref_mean"] not in ("", None)
+            ],
             "seeds_fit_failed": [int(r["seed"]) for r in sel if r["covers"] == ""],
             "coverage_all": float(np.mean([_bool(r["covers"]) for r in fitted])) if fitted else float("nan"),
             "reference_coverage_all": float(np.mean([_bool(r["ref_covers"]) for r in sel]))
