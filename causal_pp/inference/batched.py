@@ -361,19 +361,12 @@ def _start_phase(
     layout = batch.layout(prototype(conditioned[0]))
     row_seeds = [s for sd in seeds for s in child_seeds(sd, S)]
     P = batch.P
-    init = torch.stack(
-        [
-            median_init(
-                conditioned[i // S],
-                layout,
-                row_seeds[i],
-                P,
-                INIT_DRAWS,
-                sampled_globals(i % S, globals_, svi.restart_init),
-            )
-            for i in range(R * S)
-        ]
-    )
+    starts = [sampled_globals(k, globals_, svi.restart_init) for k in range(S)]
+    inits = [
+        median_init(conditioned[i // S], layout, row_seeds[i], P, INIT_DRAWS, starts[i % S])
+        for i in range(R * S)
+    ]
+    init = torch.stack(inits)
     gens = [torch.Generator().manual_seed(s) for s in row_seeds]
     guide = BatchedLowRankGuide(layout, init.to(torch.get_default_dtype()), rank=rank, generators=gens)
     if S == 1:
