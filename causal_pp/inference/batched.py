@@ -65,6 +65,7 @@ from .svi import (
     SVI_MIN_STEPS,
     SVI_RESTART_STEPS,
     plateau_test,
+    restart_score,
 )
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -382,7 +383,7 @@ def _start_phase(
         bar=bar,
         jit=svi.jit_compile,
     )
-    scores = [float(np.mean(x[-max(1, svi.restart_steps // 3) :])) if x else math.inf for x in losses]
+    scores = [restart_score(x, svi.restart_steps) for x in losses]
     best = []
     for r in range(R):
         own = scores[r * S : (r + 1) * S]

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import time
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -30,7 +30,15 @@ from .guides import GUIDES, RESTART_INITS, global_dims, make_guide, start_init
 from .importance import IS_MIN_ESS, importance_correct
 from .methods import FitMethod, FitProblem, FitResult, register_method, reshape_draws
 
-__all__ = ["SVI", "SVI_ANNEAL_STEPS", "SVI_BLOCK", "SVI_MAX_STEPS", "SVI_MIN_STEPS", "SVI_RESTART_STEPS"]
+__all__ = [
+    "SVI",
+    "SVI_ANNEAL_STEPS",
+    "SVI_BLOCK",
+    "SVI_MAX_STEPS",
+    "SVI_MIN_STEPS",
+    "SVI_RESTART_STEPS",
+    "restart_score",
+]
 
 SVI_BLOCK = 250
 """Adaptive SVI checks for a plateau of the loss every this many steps."""
@@ -157,6 +165,12 @@ def optimise(
 SVI_RESTART_STEPS = 150
 
 
+def restart_score(losses: Sequence[float], steps: int) -> float:
+    """A restart's score, for ranking the starts: its mean loss over the last third of its
+    ``steps`` (one ELBO estimate is noisy). Shared by :func:`best_start` and the batched fit."""
+    return float(np.mean(losses[-max(1, steps // 3) :])) if len(losses) else math.inf
+
+
 def best_start(
     target: Callable[[], Any],
     new_guide: Callable[[], Any],
@@ -201,7 +215,7 @@ def best_start(
             failures.append(err)
             scores.append(float("inf"))
             continue
-        score = float(np.mean(losses[-max(1, steps // 3) :]))
+        score = restart_score(losses, steps)
         scores.append(score)
         if np.isfinite(score) and (best is None or score < best[0]):
             best = (score, {n: t.detach().clone() for n, t in own.items()})
