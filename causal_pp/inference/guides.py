@@ -53,8 +53,8 @@ def sampled_globals(start: int, globals_: Collection[str], restart_init: str = "
     the median, later ones with the globals at a prior draw. The median lies near the prior's
     centre, often a symmetry point of the likelihood (a confounder's effect of 0: U's sign is
     free), from which every start may fall into the same basin -- for front-door with a logit
-    treatment at N = 5000, a wrong one, ~380 nats of ELBO worse than the basin reached from a
-    start near the truth. Prior-draw starts explore, but need longer restarts to be ranked
+    treatment at N = 5000 (some data sets), a wrong one, with a far worse ELBO than the basin
+    reached from a start near the truth. Prior-draw starts explore, but need longer restarts to be ranked
     fairly (``restart_steps``): after the default 150 steps they still lie far above their
     optimum, and the start that began nearest *some* optimum wins. Per-unit latents always start
     at the median: their multimodality follows the globals'.

@@ -285,10 +285,10 @@ class SVI(FitMethod):
         (each at the median of its own prior draws) or ``"prior"`` (the global parameters at
         one prior draw; :func:`~causal_pp.inference.guides.sampled_globals`). The defaults suit
         the built-in cases at the sizes of the paper. At large N beyond Gaussian models every
-        median start can fall into one wrong basin: front-door with a logit treatment at
-        N = 5000 (data seed 2) gives an ATE of -0.84 for a truth of -1.2, and no diagnostic
-        flags it. ``restart_init="prior", restart_steps=1000`` (about twice the fit time there)
-        finds the right basin (``benchmarks/calibration.py``, method ``explore``).
+        median start can fall into one wrong basin (front-door with a logit treatment at
+        N = 5000, data seed 2), and no diagnostic flags it. ``restart_init="prior",
+        restart_steps=1000`` finds the right basin there, at a higher fit time
+        (``benchmarks/calibration.py``, method ``explore``, measures both).
     jit_compile
         Trace the ELBO once with TorchScript.
 
