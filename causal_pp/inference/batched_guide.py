@@ -248,8 +248,9 @@ def draw(
     ``-log q`` at the draws: the same expectation, with less noise in its gradient and its value.
     """
     scale = F.softplus(raw_scale)
-    factor = cov_factor * scale.unsqueeze(-1)
-    z = loc + torch.einsum("rdk,nrk->nrd", factor, e_w) + scale * e_d
+    # scale * (W e_w + e_d) = (W * scale) e_w + scale e_d, without forming W * scale: for a model
+    # with thousands of per-unit latents W is (rows, dim, rank) and each pass over it counts
+    z = loc + scale * (torch.einsum("rdk,nrk->nrd", cov_factor, e_w) + e_d)
     return z, entropy(cov_factor, scale)
 
 

@@ -47,19 +47,25 @@ class RowAdam:
 
     @torch.no_grad()
     def step(self) -> None:
+        # In place, with the per-row factors folded into (rows,) vectors: the parameters of a
+        # large model (e.g. the low-rank factor over thousands of per-unit latents, times rows)
+        # are tens of millions of numbers, and every temporary is a pass over all of them.
         self.t += self.active.to(self.t.dtype)
         b1, b2 = _BETAS
         t = self.t.clamp_min(1.0)
+        act = self.active.to(self.t.dtype)
+        keep1 = 1 - (1 - b1) * act  # b1 on an active row, 1 (no change) on a frozen one
+        keep2 = 1 - (1 - b2) * act
+        # ClippedAdam's update: lr sqrt(1 - b2^t) / (1 - b1^t) * m / (sqrt(v) + eps)
+        step = self.lr * act * (1 - b2**t).sqrt() / (1 - b1**t)
         for p, m, v in zip(self.params, self.m, self.v, strict=True):
             if p.grad is None:
                 continue
             shape = (-1, *([1] * (p.dim() - 1)))
-            act = self.active.view(shape)
-            g = torch.nan_to_num(p.grad.clamp(-_CLIP, _CLIP), nan=0.0)
-            m.copy_(torch.where(act, b1 * m + (1 - b1) * g, m))
-            v.copy_(torch.where(act, b2 * v + (1 - b2) * g * g, v))
-            m_hat = m / (1 - b1 ** t.view(shape))
-            v_hat = v / (1 - b2 ** t.view(shape))
-            update = self.lr.view(shape) * m_hat / (v_hat.sqrt() + _EPS)
-            p.sub_(torch.where(act, update, torch.zeros_like(update)))
+            g = p.grad.clamp_(-_CLIP, _CLIP).nan_to_num_(nan=0.0).mul_(act.view(shape))
+            m.mul_(keep1.view(shape)).add_(g, alpha=1 - b1)
+            v.mul_(keep2.view(shape)).addcmul_(g, g, value=1 - b2)
+            update = v.sqrt().add_(_EPS)
+            torch.div(m, update, out=update)
+            p.sub_(update.mul_(step.view(shape)))
             p.grad = None
