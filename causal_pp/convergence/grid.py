@@ -308,6 +308,10 @@ def _run(
     notify: Notify,
 ) -> None:
     pending = driver.todo()
+    if executor.workers > 1:
+        # Largest N first (longest-processing-time first): a large-N batch started last runs on
+        # one worker while the others idle. One worker keeps table order, so progress reads in it.
+        pending.sort(key=lambda cell: -cell[0])
     tried: set[tuple[int, int]] = set()
     try:
         while pending:
