@@ -381,5 +381,14 @@ def test_svi_that_diverges_raises() -> None:
     from causal_pp import InferenceError
 
     data = FRONTDOOR.simulate(100, seed=1)
+    # Pyro's SVI loop: the guide's covariance breaks down at this rate
     with pytest.raises(InferenceError, match="lower lr"):
-        FRONTDOOR.model.fit(data, method="svi", lr=5.0, num_steps=200, restarts=2, seed=0, progress_bar=False)
+        FRONTDOOR.model.fit(
+            data, method="svi", lr=5.0, num_steps=200, restarts=2, seed=0, progress_bar=False, batched=False
+        )
+    # the vectorised path: each unit's likelihood is finite, their sum overflows
+    data["Y"] = data["Y"] * 1.5e18
+    with pytest.raises(InferenceError, match="lower lr"):
+        FRONTDOOR.model.fit(
+            data, method="svi", num_steps=200, restarts=2, seed=0, progress_bar=False, batched=True
+        )

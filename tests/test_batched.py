@@ -1,6 +1,7 @@
 """fit_many: many data sets of one model in one vectorised SVI program (issue #15).
 
-Each data set's fit must be what fitting it alone gives -- in distribution against ``fit``, and
+Each data set's fit must be what fitting it alone gives -- in distribution against ``fit`` (Pyro's
+own SVI loop), exactly against ``fit(..., batched=True)`` (a batch of one), and
 exactly against ``fit_many`` on that data set alone (a row's randomness is its own) -- with
 restarts, convergence and failure decided per data set.
 """
@@ -32,7 +33,7 @@ def test_batched_and_single_fits_agree_in_distribution(case) -> None:  # type: i
     data = [case.simulate(200, seed=s) for s in (11, 12)]
     batched = fit_many(case.model, data, seeds=[5, 6], progress_bar=False)
     for d, b, sd in zip(data, batched, (5, 6), strict=True):
-        single = case.model.fit(d, method="svi", seed=sd, progress_bar=False)
+        single = case.model.fit(d, method="svi", seed=sd, progress_bar=False)  # Pyro's own SVI loop
         (mb, sb), (ms, ss) = _ate(b), _ate(single)
         # Monte Carlo standard error of each posterior mean: the posterior SD over the
         # effective number of draws (the importance-resampled draws are about half effective)
@@ -122,3 +123,15 @@ def test_bad_arguments_are_refused_before_any_work(datasets, kwargs, error) -> N
         datasets = [FRONTDOOR.simulate(10, seed=0), FRONTDOOR.simulate(10, seed=1)]
     with pytest.raises(error):
         fit_many(FRONTDOOR.model, datasets, progress_bar=False, **kwargs)
+
+
+def test_fit_with_batched_svi_is_a_batch_of_one() -> None:
+    data = FRONTDOOR.simulate(100, seed=4)
+    alone = FRONTDOOR.model.fit(data, method="svi", seed=7, batched=True, **FAST)
+    batch = fit_many(FRONTDOOR.model, [data], seeds=[7], **FAST)[0]
+    assert alone.diagnostics["batched"] and alone.diagnostics["batch_size"] == 1
+    assert torch.equal(alone.samples["theta_XM"], batch.samples["theta_XM"])
+    # fit's default is Pyro's own loop; batched=False sends fit_many there too, and says so
+    assert "batched" not in FRONTDOOR.model.fit(data, method="svi", seed=7, **FAST).diagnostics
+    (looped,) = fit_many(FRONTDOOR.model, [data], seeds=[7], batched=False, **FAST)
+    assert looped.diagnostics["batched"] is False and "batched=False" in looped.diagnostics["batch_fallback"]

@@ -27,9 +27,7 @@ from __future__ import annotations
 
 import math
 import time
-import warnings
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -49,251 +47,25 @@ from ..runtime import (
     on_device,
     released_jit_traces,
     resolve_device,
+    seeded,
 )
-from .batched_guide import BatchedLowRankGuide, Layout, draw, median_init, prototype
-from .data import check_data_shapes, check_support, validate_data
-from .fit import fit, latent_sites
+from .batched_guide import BatchedLowRankGuide, median_init, prototype
+from .batched_steps import RowBatch, rows_of, run_phase
+from .data import check_data_shapes, check_support, latent_sites, validate_data
 from .guides import INIT_DRAWS, global_dims, sampled_globals
 from .importance import GaussianView
 from .methods import FitProblem, make_method
-from .row_adam import RowAdam
-from .svi import (
-    SVI,
-    SVI_ANNEAL_STEPS,
-    SVI_BLOCK,
-    SVI_MAX_STEPS,
-    SVI_MIN_STEPS,
-    SVI_RESTART_STEPS,
-    plateau_test,
-    restart_score,
-)
+from .svi import SVI, restart_score
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
 
     from ..program import ProgramStructure
 
-__all__ = ["BATCH_WARNING", "batch_fallback_reason", "fit_many"]
+__all__ = ["BATCH_WARNING", "batch_fallback_reason", "fallback_reason", "fit_many", "fit_one"]
 
 #: How fit_many's one warning for the whole batch begins (studies keep per-cell problems instead).
 BATCH_WARNING = "causal_pp: SVI fits of data sets"
-_NONFINITE = 25  # steps of non-finite loss after which a row has failed
-
-
-class _Batch:
-    """The batched program: rows of data sets, the guide, and the per-row negative ELBO."""
-
-    def __init__(
-        self,
-        model: CausalModel,
-        data: Mapping[str, torch.Tensor],
-        n: int,
-        structure: ProgramStructure,
-        names: Sequence[str],
-        model_args: tuple[Any, ...],
-        model_kwargs: Mapping[str, Any],
-    ) -> None:
-        self.model, self.data, self.n, self.structure = model, data, n, structure
-        self.rows = next(iter(data.values())).shape[0]
-        self.P = structure.max_plate_nesting
-        self.names, self.args, self.kwargs = list(names), model_args, dict(model_kwargs)
-
-    def program(self, values: Mapping[str, torch.Tensor] | None = None) -> Any:
-        data = {**self.data, **(values or {})}
-        with pyro.plate("_rows", self.rows, dim=-(self.P + 1)):
-            return poutine.condition(self.model.fn, data=data)(self.n, *self.args, **self.kwargs)
-
-    def layout(self, single: Mapping[str, Any]) -> Layout:
-        return Layout.of(single, prototype(self.program), self.names, self.rows)
-
-    def objective(self, layout: Layout, particles: int) -> Callable[..., torch.Tensor]:
-        """``f(loc, raw_scale, cov_factor, e_w, e_d)``: per-row negative ELBO ``(rows,)``, averaged
-        over the ``particles`` draws the noise gives."""
-
-        def negative_elbo(
-            loc: torch.Tensor,
-            raw_scale: torch.Tensor,
-            cov_factor: torch.Tensor,
-            e_w: torch.Tensor,
-            e_d: torch.Tensor,
-        ) -> torch.Tensor:
-            z, entropy = draw(loc, raw_scale, cov_factor, e_w, e_d)
-            values, log_j = layout.unpack(z)
-            with pyro.plate("_particles", particles, dim=-(self.P + 2)):
-                tr = poutine.trace(self.program).get_trace(values)
-            log_p = torch.zeros_like(log_j)
-            for msg in tr.nodes.values():
-                if msg["type"] != "sample" or msg["name"].startswith("_"):
-                    continue
-                lp = msg["fn"].log_prob(msg["value"])
-                while lp.dim() < self.P + 2:
-                    lp = lp.unsqueeze(0)
-                log_p = log_p + lp.sum(tuple(range(-self.P, 0))).expand_as(log_p)
-            return -(log_p + log_j).mean(0) - entropy
-
-        return negative_elbo
-
-
-def _rows_of(datasets: Sequence[Mapping[str, torch.Tensor]], repeat: int) -> dict[str, torch.Tensor]:
-    """Stack data sets into rows, each repeated ``repeat`` times (its starts) in a row."""
-    return {k: torch.stack([d[k] for d in datasets for _ in range(repeat)]) for k in datasets[0]}
-
-
-_BANK = 64  # steps of noise drawn at once per row
-
-
-def _compiled(
-    fn: Callable[..., torch.Tensor], guide: BatchedLowRankGuide, particles: int, jit: bool
-) -> Callable[..., torch.Tensor]:
-    """``fn`` traced once with TorchScript (as Pyro's JitTrace_ELBO does), or ``fn`` itself."""
-    if not jit:
-        return fn
-    rows, dim = guide.loc.shape
-    # example noise of the right shapes: the rows' own random streams stay untouched
-    zeros = guide.loc.new_zeros
-    example = (*guide.params, zeros((particles, rows, guide.rank)), zeros((particles, rows, dim)))
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
-        warnings.filterwarnings("ignore", message="`torch.jit.trace` is deprecated")
-        return torch.jit.trace(fn, example, check_trace=False)
-
-
-@dataclass
-class _Rows:
-    """The optimisation state of every row (numpy arrays, one entry per row)."""
-
-    steps: np.ndarray  # steps taken by each row
-    annealing: np.ndarray  # -1: constant rate; t >= 0: anneal step t
-    done: np.ndarray
-    nonfinite: np.ndarray  # non-finite losses in a row so far
-    plateau: list[tuple[bool, float, float, str]]
-    failed: list[str | None]
-
-    @classmethod
-    def start(cls, rows: int) -> _Rows:
-        z = np.zeros(rows, dtype=int)
-        return cls(
-            z.copy(),
-            z - 1,
-            z.astype(bool),
-            z.copy(),
-            [(False, math.nan, math.nan, "too short")] * rows,
-            [None] * rows,
-        )
-
-
-def _schedule(steps: int | None, restart: bool) -> tuple[int, int, bool, int]:
-    """(anneal steps, constant-rate steps at most, adaptive?, plateau block) as SVI sets them."""
-    if restart:
-        anneal, main_max, adaptive = 0, steps or SVI_RESTART_STEPS, False
-    elif steps is None:
-        anneal, main_max, adaptive = SVI_ANNEAL_STEPS, SVI_MAX_STEPS - SVI_ANNEAL_STEPS, True
-    else:
-        anneal = min(SVI_ANNEAL_STEPS, steps // 4)
-        main_max, adaptive = steps - anneal, False
-    block = SVI_BLOCK if adaptive else max(10, min(SVI_BLOCK, max(main_max, 1) // 4))
-    return anneal, main_max, adaptive, block
-
-
-def _run_phase(
-    batch: _Batch,
-    guide: BatchedLowRankGuide,
-    *,
-    steps: int | None,
-    particles: int,
-    lr: float,
-    lr_decay: float,
-    restart: bool,
-    bar: Any,
-    jit: bool = True,
-) -> tuple[list[list[float]], list[tuple[bool, float, float, str]], list[str | None], list[int]]:
-    """Optimise every row; returns per row its losses, plateau test, failure (or None), and steps."""
-    anneal, main_max, adaptive, block = _schedule(steps, restart)
-    opt = RowAdam(guide.params, lr)
-    st = _Rows.start(batch.rows)
-    log: list[np.ndarray] = []  # one loss per row per step; a row's history is its first steps
-    objective = _compiled(batch.objective(guide.layout, particles), guide, particles, jit)
-    bank: tuple[torch.Tensor, torch.Tensor] | None = None
-    for i in range(main_max + anneal):
-        if st.done.all():
-            break
-        if i % _BANK == 0:  # each row's noise, drawn from its own generator in blocks of steps
-            bank = guide.noise_bank(particles, _BANK)
-        loss = objective(*guide.params, bank[0][i % _BANK], bank[1][i % _BANK])
-        torch.where(opt.active, loss, torch.zeros_like(loss)).sum().backward()
-        opt.step()
-        bar.update()
-        log.append(loss.detach().cpu().numpy().astype(float))
-        _advance(
-            st,
-            log,
-            opt,
-            lr=lr,
-            lr_decay=lr_decay,
-            main_max=main_max,
-            anneal=anneal,
-            block=block,
-            adaptive=adaptive,
-            restart=restart,
-        )
-    history = np.stack(log) if log else np.zeros((0, batch.rows))
-    losses = [history[: st.steps[r], r].tolist() for r in range(batch.rows)]
-    return losses, st.plateau, st.failed, st.steps.tolist()
-
-
-def _advance(
-    st: _Rows,
-    log: list[np.ndarray],
-    opt: RowAdam,
-    *,
-    lr: float,
-    lr_decay: float,
-    main_max: int,
-    anneal: int,
-    block: int,
-    adaptive: bool,
-    restart: bool,
-) -> None:
-    """Every row's state after a step (vectorised; Python work only where a row changes phase)."""
-    live = ~st.done
-    st.steps[live] += 1
-    finite = np.isfinite(log[-1])
-    st.nonfinite[live] = np.where(finite[live], 0, st.nonfinite[live] + 1)
-    for r in np.flatnonzero(live & (st.nonfinite >= _NONFINITE)):
-        st.failed[r] = (
-            f"SVI diverged: the loss has not been finite for {_NONFINITE} steps (up to step {st.steps[r]}); "
-            f"lower lr (now {lr:g}), or check the priors and the scale of the data"
-        )
-        _stop(st, opt, r)
-    if restart:
-        return
-    annealing = live & ~st.done & (st.annealing >= 0)
-    st.annealing[annealing] += 1
-    for r in np.flatnonzero(annealing):
-        if st.annealing[r] >= anneal:
-            _stop(st, opt, r)
-        else:  # the rate of the next step, as SVI's annealing sets it before each step
-            opt.lr[r] = lr * lr_decay ** ((st.annealing[r] + 1) / anneal)
-    constant = live & ~st.done & (st.annealing < 0)
-    k = st.steps[constant]
-    check_now = adaptive & (k >= SVI_MIN_STEPS) & (k % block == 0)
-    end_main = k >= main_max
-    for r, c, e in zip(np.flatnonzero(constant), check_now, end_main, strict=True):
-        if not (c or e):
-            continue
-        own = np.stack(log[-st.steps[r] :])[:, r] if st.steps[r] else np.zeros(0)
-        st.plateau[r] = plateau_test(own, block)
-        if e or st.plateau[r][0] or st.plateau[r][3] == "rising":
-            if anneal == 0:
-                _stop(st, opt, r)
-            else:
-                st.annealing[r] = 0
-                opt.lr[r] = lr * lr_decay ** (1 / anneal)
-
-
-def _stop(st: _Rows, opt: RowAdam, r: int) -> None:
-    st.done[r] = True
-    opt.active[r] = False
 
 
 def _view(guide: BatchedLowRankGuide, row: int) -> GaussianView:
@@ -348,14 +120,14 @@ def _checked(
 
 
 def _start_phase(
-    batch_of: Callable[[int], _Batch],
+    batch_of: Callable[[int], RowBatch],
     conditioned: Sequence[Callable[[], Any]],
     seeds: Sequence[int],
     svi: SVI,
     rank: int,
     bar: Any,
     globals_: Sequence[str],
-) -> tuple[_Batch, BatchedLowRankGuide, list[list[float]]]:
+) -> tuple[RowBatch, BatchedLowRankGuide, list[list[float]]]:
     """Every start of every data set as rows of one batch; each data set keeps its best start."""
     R, S = len(seeds), svi.restarts
     batch = batch_of(S)
@@ -372,7 +144,7 @@ def _start_phase(
     guide = BatchedLowRankGuide(layout, init.to(torch.get_default_dtype()), rank=rank, generators=gens)
     if S == 1:
         return batch, guide, [[] for _ in range(R)]
-    losses, _, _, _ = _run_phase(
+    losses, _, _, _ = run_phase(
         batch,
         guide,
         steps=svi.restart_steps,
@@ -460,27 +232,93 @@ def fit_many(
     for d in data:
         check_data_shapes(d, structure)
     globals_, unit_latent, enum = latent_sites(model, structure)
-    reason = _fallback_reason(svi, enum)
+    reason = fallback_reason(svi, enum)
     if reason is not None:
         return _one_by_one(
             model, data, seeds, svi, reason, dev, progress_bar, model_args, model_kwargs, threads
         )
     k = (1 if n < SMALL_PROBLEM_UNITS else None) if threads == "auto" else threads
-    with on_device(dev), num_threads(k), released_jit_traces(), pyro.validation_enabled(False):
-        return _fit_batch(
-            model,
-            data,
-            seeds,
-            svi,
-            structure,
-            globals_,
-            unit_latent,
-            dev,
-            progress_bar,
-            model_args,
-            model_kwargs,
-            errors,
+    # every row draws from its own generators; the caller's global stream is left as it was
+    with (
+        seeded(seeds[0], dev),
+        on_device(dev),
+        num_threads(k),
+        released_jit_traces(),
+        pyro.validation_enabled(False),
+    ):
+        fitted = _fit_batch(
+            model, data, seeds, svi, structure, globals_, unit_latent, dev, progress_bar, model_args, model_kwargs
+        )  # fmt: skip
+    out: list[CausalPosterior | InferenceError] = [
+        InferenceError(f"data set {r}: {x}") if isinstance(x, InferenceError) else x
+        for r, x in enumerate(fitted)
+    ]
+    bad = [r for r, x in enumerate(out) if isinstance(x, InferenceError)]
+    if bad and errors == "raise":
+        raise InferenceError(
+            f"fit_many: the fits of data sets {bad} failed: {out[bad[0]]} (pass errors='return' to keep the others)."
         )
+    unreliable = {
+        r: problems
+        for r, x in enumerate(fitted)
+        if not isinstance(x, InferenceError) and (problems := svi.problems(x.diagnostics)[0])
+    }
+    if unreliable:
+        first = next(iter(unreliable))
+        warn(
+            f"{BATCH_WARNING} {sorted(unreliable)} of {len(out)} may be unreliable, e.g. data set "
+            f"{first}: {'; '.join(unreliable[first])}. Diagnostics are in each posterior's diagnostics."
+        )
+    return out
+
+
+def fit_one(
+    model: CausalModel,
+    data: Mapping[str, torch.Tensor],
+    *,
+    svi: SVI,
+    seed: int,
+    structure: ProgramStructure,
+    device: torch.device,
+    progress_bar: bool,
+    model_args: tuple[Any, ...],
+    model_kwargs: Mapping[str, Any],
+    threads: int | None,
+) -> CausalPosterior:
+    """One data set through the vectorised path: what :func:`~causal_pp.inference.fit` runs for
+    SVI with the low-rank guide (a batch of one row; the same fit as ``fit_many([data])[0]``).
+
+    ``data`` is validated, ``structure`` checked against it and ``threads`` resolved by the caller.
+    Raises :class:`~causal_pp.errors.InferenceError` if the fit diverges; warns nothing (the caller
+    reports the diagnostics).
+
+    Examples
+    --------
+    >>> from causal_pp.cases import get_case
+    >>> from causal_pp.inference import SVI
+    >>> case = get_case("frontdoor")
+    >>> data = validate_data(case.simulate(50, seed=0), case.model.graph)
+    >>> post = fit_one(case.model, data, svi=SVI(num_steps=40, restarts=1, importance=False), seed=0,
+    ...                structure=case.model.check(n=50), device=torch.device("cpu"), progress_bar=False,
+    ...                model_args=(), model_kwargs={}, threads=1)
+    >>> post.diagnostics["batched"], post.samples["theta_XM"].shape
+    (True, torch.Size([500]))
+    """
+    globals_, unit_latent, _ = latent_sites(model, structure)
+    with (
+        seeded(seed, device),
+        on_device(device),
+        num_threads(threads),
+        released_jit_traces(),
+        pyro.validation_enabled(False),
+    ):
+        (post,) = _fit_batch(
+            model, [data], [seed], svi, structure, globals_, unit_latent, device, progress_bar, model_args,
+            model_kwargs,
+        )  # fmt: skip
+    if isinstance(post, InferenceError):
+        raise post
+    return post
 
 
 def batch_fallback_reason(
@@ -508,12 +346,15 @@ def batch_fallback_reason(
     svi = make_method(method, options)
     structure = model.check(n=n, model_args=model_args, model_kwargs=dict(model_kwargs or {}))
     _, _, enum = latent_sites(model, structure)
-    return _fallback_reason(svi, enum)
+    return fallback_reason(svi, enum)
 
 
-def _fallback_reason(svi: Any, enum: Sequence[str]) -> str | None:
+def fallback_reason(svi: Any, enum: Sequence[str]) -> str | None:
+    """Why a fit by ``svi`` (a fitting method) with these enumerated latents is not batched, or None."""
     if not isinstance(svi, SVI):
         return f"method {svi.name!r} has no batched form"
+    if svi.batched is False:
+        return "SVI(batched=False) asks for Pyro's own SVI loop"
     if not (isinstance(svi.guide, str) and svi.guide in ("auto", "lowrank_mvn")):
         return f"guide {svi.guide!r} has no batched form (only the low-rank MVN)"
     if enum:
@@ -535,8 +376,7 @@ def _one_by_one(
 ) -> list[CausalPosterior | InferenceError]:
     out: list[CausalPosterior | InferenceError] = []
     for d, sd in zip(data, seeds, strict=True):
-        post = fit(
-            model,
+        post = model.fit(  # the facade: fit() itself routes batchable SVI here
             d,
             method=method,
             seed=sd,
@@ -563,8 +403,8 @@ def _fit_batch(
     progress_bar: bool,
     model_args: tuple[Any, ...],
     model_kwargs: Mapping[str, Any],
-    errors: str,
 ) -> list[CausalPosterior | InferenceError]:
+    """Every data set's posterior, or the InferenceError of its failed fit (one row each)."""
     R, n = len(data), structure.n
     on_dev = [{k: v.to(dev) for k, v in d.items()} for d in data]
     conditioned = [
@@ -577,14 +417,14 @@ def _fit_batch(
     latent_dim = g_dims + sum(math.prod(structure.sites[u].shape) for u in unit_latent)
     rank = max(1, min(g_dims + 2, latent_dim - 1))
 
-    def batch_of(starts: int) -> _Batch:
-        return _Batch(model, _rows_of(on_dev, starts), n, structure, order, model_args, model_kwargs)
+    def batch_of(starts: int) -> RowBatch:
+        return RowBatch(model, rows_of(on_dev, starts), n, structure, order, model_args, model_kwargs)
 
     t0 = time.perf_counter()
     bar = tqdm(desc=f"SVI x {R}", disable=not progress_bar, leave=False, unit="step")
     try:
         batch, guide, start_scores = _start_phase(batch_of, conditioned, seeds, svi, rank, bar, globals_)
-        losses, plateau, failed, _ = _run_phase(
+        losses, plateau, failed, _ = run_phase(
             batch,
             guide,
             steps=svi.num_steps,
@@ -602,45 +442,17 @@ def _fit_batch(
         per_row = guide.layout.per_row(z)
     batch_time = time.perf_counter() - t0
     out: list[CausalPosterior | InferenceError] = []
-    warnings_by_row: dict[int, list[str]] = {}
     for r in range(R):
         if failed[r] is not None:
-            out.append(InferenceError(f"data set {r}: {failed[r]}."))
+            out.append(InferenceError(f"{failed[r]}."))
             continue
-        post, problems = _posterior(
-            model,
-            data[r],
-            conditioned[r],
-            seeds[r],
-            svi,
-            structure,
-            globals_,
-            unit_latent,
-            guide,
-            r,
-            per_row,
-            losses[r],
-            plateau[r],
-            start_scores[r],
-            dev,
-            model_args,
-            model_kwargs,
-            {"batched": True, "batch_size": R, "batch_time_s": batch_time},
-        )
-        if problems:
-            warnings_by_row[r] = problems
-        out.append(post)
-    bad = [r for r, x in enumerate(out) if isinstance(x, InferenceError)]
-    if bad and errors == "raise":
-        raise InferenceError(
-            f"fit_many: the fits of data sets {bad} failed: {out[bad[0]]} (pass errors='return' to keep the others)."
-        )
-    if warnings_by_row:
-        first = next(iter(warnings_by_row))
-        warn(
-            f"{BATCH_WARNING} {sorted(warnings_by_row)} of {R} may be unreliable, e.g. data set "
-            f"{first}: {'; '.join(warnings_by_row[first])}. Diagnostics are in each posterior's diagnostics."
-        )
+        out.append(
+            _posterior(
+                model, data[r], conditioned[r], seeds[r], svi, structure, globals_, unit_latent, guide, r,
+                per_row, losses[r], plateau[r], start_scores[r], dev, model_args, model_kwargs,
+                {"batched": True, "batch_size": R, "batch_time_s": batch_time},
+            )
+        )  # fmt: skip
     return out
 
 
@@ -663,7 +475,7 @@ def _posterior(
     model_args: tuple[Any, ...],
     model_kwargs: Mapping[str, Any],
     extra: Mapping[str, Any],
-) -> tuple[CausalPosterior, list[str]]:
+) -> CausalPosterior:
     """One data set's posterior from its row: draws, importance correction, diagnostics."""
     S = svi.num_samples
     draws = {g: per_row[g][:, r].reshape(S, *structure.sites[g].shape).detach() for g in globals_}
@@ -682,7 +494,6 @@ def _posterior(
             raise InferenceError(
                 f"batched SVI produced non-finite draws of {k!r}; check the priors and the data scale."
             )
-    problems, _ = svi.problems(diagnostics)
     post = CausalPosterior(
         model=model,
         samples=draws,
@@ -696,4 +507,4 @@ def _posterior(
         model_kwargs=dict(model_kwargs),
         device=dev,
     )
-    return post, problems
+    return post

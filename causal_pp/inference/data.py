@@ -27,9 +27,10 @@ from ..runtime import seeded
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
 
+    from ..model import CausalModel
     from ..program import ProgramStructure
 
-__all__ = ["check_data_shapes", "check_support", "validate_data"]
+__all__ = ["check_data_shapes", "check_support", "latent_sites", "validate_data"]
 
 
 def _column_to_tensor(name: str, value: Any, dtype: torch.dtype) -> torch.Tensor:
@@ -227,3 +228,36 @@ def check_support(conditioned: Callable[[], Any], observed: list[str], dev: torc
                 f"site ({count} unit(s) outside its support {fn.support}); check the column against "
                 "the site's distribution (e.g. non-binary values for a Bernoulli)."
             )
+
+
+def latent_sites(model: CausalModel, s: ProgramStructure) -> tuple[list[str], list[str], list[str]]:
+    """(global parameters, per-unit latent sample sites, enumerable per-unit latent sites)."""
+    g = model.graph
+    observed = set(g.observed)
+    globals_ = [n for n in s.global_sites]
+    unit_latent = [n for n in s.unit_sites if n not in observed and not s.sites[n].deterministic]
+    for n in observed:
+        if s.sites[n].deterministic:
+            raise InferenceError(
+                f"observed variable {n!r} is a pyro.deterministic site, so the model gives the data "
+                f"no likelihood; write it as pyro.sample({n!r}, <distribution>) with a noise term."
+            )
+    for n in globals_:
+        info = s.sites[n]
+        if info.discrete:
+            raise InferenceError(
+                f"global parameter {n!r} is discrete ({info.distribution}); causal_pp fits continuous "
+                "global parameters only. Make it continuous, or fix it and pass it as a model argument."
+            )
+    enum = []
+    for n in unit_latent:
+        info = s.sites[n]
+        if info.discrete:
+            if not info.enumerable:
+                raise InferenceError(
+                    f"latent per-unit site {n!r} is discrete ({info.distribution}) and Pyro cannot "
+                    "enumerate it (infinite support), so neither NUTS nor SVI can fit it. Use a "
+                    "distribution with finite support (Bernoulli, Categorical) or a continuous latent."
+                )
+            enum.append(n)
+    return globals_, unit_latent, enum

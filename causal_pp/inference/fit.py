@@ -23,48 +23,15 @@ from ..errors import ArgumentTypeError, InferenceError, InvalidArgumentError
 from ..model import CausalModel
 from ..posterior import CausalPosterior
 from ..runtime import SMALL_PROBLEM_UNITS, num_threads, on_device, released_jit_traces, resolve_device
-from .data import check_data_shapes, check_support, validate_data
+from .batched import fallback_reason, fit_one
+from .data import check_data_shapes, check_support, latent_sites, validate_data
 from .methods import FitMethod, FitProblem, make_method
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
 
-    from ..program import ProgramStructure
 
 __all__ = ["fit"]
-
-
-def latent_sites(model: CausalModel, s: ProgramStructure) -> tuple[list[str], list[str], list[str]]:
-    """(global parameters, per-unit latent sample sites, enumerable per-unit latent sites)."""
-    g = model.graph
-    observed = set(g.observed)
-    globals_ = [n for n in s.global_sites]
-    unit_latent = [n for n in s.unit_sites if n not in observed and not s.sites[n].deterministic]
-    for n in observed:
-        if s.sites[n].deterministic:
-            raise InferenceError(
-                f"observed variable {n!r} is a pyro.deterministic site, so the model gives the data "
-                f"no likelihood; write it as pyro.sample({n!r}, <distribution>) with a noise term."
-            )
-    for n in globals_:
-        info = s.sites[n]
-        if info.discrete:
-            raise InferenceError(
-                f"global parameter {n!r} is discrete ({info.distribution}); causal_pp fits continuous "
-                "global parameters only. Make it continuous, or fix it and pass it as a model argument."
-            )
-    enum = []
-    for n in unit_latent:
-        info = s.sites[n]
-        if info.discrete:
-            if not info.enumerable:
-                raise InferenceError(
-                    f"latent per-unit site {n!r} is discrete ({info.distribution}) and Pyro cannot "
-                    "enumerate it (infinite support), so neither NUTS nor SVI can fit it. Use a "
-                    "distribution with finite support (Bernoulli, Categorical) or a continuous latent."
-                )
-            enum.append(n)
-    return globals_, unit_latent, enum
 
 
 def fit(
@@ -186,6 +153,13 @@ def fit(
             UserWarning,
             stacklevel=3,
         )
+    if fallback_reason(fit_method, enum) is None and fit_method.batched:  # SVI(batched=True)
+        post = fit_one(
+            model, cpu_data, svi=fit_method, seed=seed, structure=structure, device=dev,
+            progress_bar=progress_bar, model_args=tuple(model_args), model_kwargs=model_kwargs, threads=threads,
+        )  # fmt: skip
+        warn_diagnostics(model.name, fit_method, post.diagnostics)
+        return post
     data_dev = {k: v.to(dev) for k, v in cpu_data.items()}
 
     def conditioned() -> Any:

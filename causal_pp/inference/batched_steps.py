@@ -1,0 +1,248 @@
+"""The optimisation loop of :func:`~causal_pp.inference.fit_many`: rows of data sets in one program.
+
+:class:`RowBatch` is the batched program (the model under a plate over rows, each row one data
+set, or one start of one) and its per-row negative ELBO; :func:`run_phase` optimises every row
+with its own learning rate, phase and stopping (:func:`advance`), as
+:class:`~causal_pp.inference.SVI` does for one data set. See :mod:`.batched` for the whole fit.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pyro
+import torch
+from pyro import poutine
+
+from ..model import CausalModel
+from .batched_guide import BatchedLowRankGuide, Layout, draw, prototype
+from .row_adam import RowAdam
+from .svi import SVI_ANNEAL_STEPS, SVI_BLOCK, SVI_MAX_STEPS, SVI_MIN_STEPS, SVI_RESTART_STEPS, plateau_test
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..program import ProgramStructure
+
+__all__ = ["NONFINITE", "RowBatch", "rows_of", "run_phase"]
+
+NONFINITE = 25  # steps of non-finite loss after which a row has failed
+
+
+class RowBatch:
+    """The batched program: rows of data sets, the guide, and the per-row negative ELBO."""
+
+    def __init__(
+        self,
+        model: CausalModel,
+        data: Mapping[str, torch.Tensor],
+        n: int,
+        structure: ProgramStructure,
+        names: Sequence[str],
+        model_args: tuple[Any, ...],
+        model_kwargs: Mapping[str, Any],
+    ) -> None:
+        self.model, self.data, self.n, self.structure = model, data, n, structure
+        self.rows = next(iter(data.values())).shape[0]
+        self.P = structure.max_plate_nesting
+        self.names, self.args, self.kwargs = list(names), model_args, dict(model_kwargs)
+
+    def program(self, values: Mapping[str, torch.Tensor] | None = None) -> Any:
+        data = {**self.data, **(values or {})}
+        with pyro.plate("_rows", self.rows, dim=-(self.P + 1)):
+            return poutine.condition(self.model.fn, data=data)(self.n, *self.args, **self.kwargs)
+
+    def layout(self, single: Mapping[str, Any]) -> Layout:
+        return Layout.of(single, prototype(self.program), self.names, self.rows)
+
+    def objective(self, layout: Layout, particles: int) -> Callable[..., torch.Tensor]:
+        """``f(loc, raw_scale, cov_factor, e_w, e_d)``: per-row negative ELBO ``(rows,)``, averaged
+        over the ``particles`` draws the noise gives."""
+
+        def negative_elbo(
+            loc: torch.Tensor,
+            raw_scale: torch.Tensor,
+            cov_factor: torch.Tensor,
+            e_w: torch.Tensor,
+            e_d: torch.Tensor,
+        ) -> torch.Tensor:
+            z, entropy = draw(loc, raw_scale, cov_factor, e_w, e_d)
+            values, log_j = layout.unpack(z)
+            with pyro.plate("_particles", particles, dim=-(self.P + 2)):
+                tr = poutine.trace(self.program).get_trace(values)
+            log_p = torch.zeros_like(log_j)
+            for msg in tr.nodes.values():
+                if msg["type"] != "sample" or msg["name"].startswith("_"):
+                    continue
+                lp = msg["fn"].log_prob(msg["value"])
+                while lp.dim() < self.P + 2:
+                    lp = lp.unsqueeze(0)
+                log_p = log_p + lp.sum(tuple(range(-self.P, 0))).expand_as(log_p)
+            return -(log_p + log_j).mean(0) - entropy
+
+        return negative_elbo
+
+
+def rows_of(datasets: Sequence[Mapping[str, torch.Tensor]], repeat: int) -> dict[str, torch.Tensor]:
+    """Stack data sets into rows, each repeated ``repeat`` times (its starts) in a row."""
+    return {k: torch.stack([d[k] for d in datasets for _ in range(repeat)]) for k in datasets[0]}
+
+
+BANK = 64  # steps of noise drawn at once per row
+
+
+def compiled(
+    fn: Callable[..., torch.Tensor], guide: BatchedLowRankGuide, particles: int, jit: bool
+) -> Callable[..., torch.Tensor]:
+    """``fn`` traced once with TorchScript (as Pyro's JitTrace_ELBO does), or ``fn`` itself."""
+    if not jit:
+        return fn
+    rows, dim = guide.loc.shape
+    # example noise of the right shapes: the rows' own random streams stay untouched
+    zeros = guide.loc.new_zeros
+    example = (*guide.params, zeros((particles, rows, guide.rank)), zeros((particles, rows, dim)))
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
+        warnings.filterwarnings("ignore", message="`torch.jit.trace` is deprecated")
+        return torch.jit.trace(fn, example, check_trace=False)
+
+
+@dataclass
+class Rows:
+    """The optimisation state of every row (numpy arrays, one entry per row)."""
+
+    steps: np.ndarray  # steps taken by each row
+    annealing: np.ndarray  # -1: constant rate; t >= 0: anneal step t
+    done: np.ndarray
+    nonfinite: np.ndarray  # non-finite losses in a row so far
+    plateau: list[tuple[bool, float, float, str]]
+    failed: list[str | None]
+
+    @classmethod
+    def start(cls, rows: int) -> Rows:
+        z = np.zeros(rows, dtype=int)
+        return cls(
+            z.copy(),
+            z - 1,
+            z.astype(bool),
+            z.copy(),
+            [(False, math.nan, math.nan, "too short")] * rows,
+            [None] * rows,
+        )
+
+
+def schedule(steps: int | None, restart: bool) -> tuple[int, int, bool, int]:
+    """(anneal steps, constant-rate steps at most, adaptive?, plateau block) as SVI sets them."""
+    if restart:
+        anneal, main_max, adaptive = 0, steps or SVI_RESTART_STEPS, False
+    elif steps is None:
+        anneal, main_max, adaptive = SVI_ANNEAL_STEPS, SVI_MAX_STEPS - SVI_ANNEAL_STEPS, True
+    else:
+        anneal = min(SVI_ANNEAL_STEPS, steps // 4)
+        main_max, adaptive = steps - anneal, False
+    block = SVI_BLOCK if adaptive else max(10, min(SVI_BLOCK, max(main_max, 1) // 4))
+    return anneal, main_max, adaptive, block
+
+
+def run_phase(
+    batch: RowBatch,
+    guide: BatchedLowRankGuide,
+    *,
+    steps: int | None,
+    particles: int,
+    lr: float,
+    lr_decay: float,
+    restart: bool,
+    bar: Any,
+    jit: bool = True,
+) -> tuple[list[list[float]], list[tuple[bool, float, float, str]], list[str | None], list[int]]:
+    """Optimise every row; returns per row its losses, plateau test, failure (or None), and steps."""
+    anneal, main_max, adaptive, block = schedule(steps, restart)
+    opt = RowAdam(guide.params, lr)
+    st = Rows.start(batch.rows)
+    log: list[np.ndarray] = []  # one loss per row per step; a row's history is its first steps
+    objective = compiled(batch.objective(guide.layout, particles), guide, particles, jit)
+    bank: tuple[torch.Tensor, torch.Tensor] | None = None
+    for i in range(main_max + anneal):
+        if st.done.all():
+            break
+        if i % BANK == 0:  # each row's noise, drawn from its own generator in blocks of steps
+            bank = guide.noise_bank(particles, BANK)
+        loss = objective(*guide.params, bank[0][i % BANK], bank[1][i % BANK])
+        torch.where(opt.active, loss, torch.zeros_like(loss)).sum().backward()
+        opt.step()
+        bar.update()
+        log.append(loss.detach().cpu().numpy().astype(float))
+        advance(
+            st,
+            log,
+            opt,
+            lr=lr,
+            lr_decay=lr_decay,
+            main_max=main_max,
+            anneal=anneal,
+            block=block,
+            adaptive=adaptive,
+            restart=restart,
+        )
+    history = np.stack(log) if log else np.zeros((0, batch.rows))
+    losses = [history[: st.steps[r], r].tolist() for r in range(batch.rows)]
+    return losses, st.plateau, st.failed, st.steps.tolist()
+
+
+def advance(
+    st: Rows,
+    log: list[np.ndarray],
+    opt: RowAdam,
+    *,
+    lr: float,
+    lr_decay: float,
+    main_max: int,
+    anneal: int,
+    block: int,
+    adaptive: bool,
+    restart: bool,
+) -> None:
+    """Every row's state after a step (vectorised; Python work only where a row changes phase)."""
+    live = ~st.done
+    st.steps[live] += 1
+    finite = np.isfinite(log[-1])
+    st.nonfinite[live] = np.where(finite[live], 0, st.nonfinite[live] + 1)
+    for r in np.flatnonzero(live & (st.nonfinite >= NONFINITE)):
+        st.failed[r] = (
+            f"SVI diverged: the loss has not been finite for {NONFINITE} steps (up to step {st.steps[r]}); "
+            f"lower lr (now {lr:g}), or check the priors and the scale of the data"
+        )
+        stop(st, opt, r)
+    if restart:
+        return
+    annealing = live & ~st.done & (st.annealing >= 0)
+    st.annealing[annealing] += 1
+    for r in np.flatnonzero(annealing):
+        if st.annealing[r] >= anneal:
+            stop(st, opt, r)
+        else:  # the rate of the next step, as SVI's annealing sets it before each step
+            opt.lr[r] = lr * lr_decay ** ((st.annealing[r] + 1) / anneal)
+    constant = live & ~st.done & (st.annealing < 0)
+    k = st.steps[constant]
+    check_now = adaptive & (k >= SVI_MIN_STEPS) & (k % block == 0)
+    end_main = k >= main_max
+    for r, c, e in zip(np.flatnonzero(constant), check_now, end_main, strict=True):
+        if not (c or e):
+            continue
+        own = np.stack(log[-st.steps[r] :])[:, r] if st.steps[r] else np.zeros(0)
+        st.plateau[r] = plateau_test(own, block)
+        if e or st.plateau[r][0] or st.plateau[r][3] == "rising":
+            if anneal == 0:
+                stop(st, opt, r)
+            else:
+                st.annealing[r] = 0
+                opt.lr[r] = lr * lr_decay ** (1 / anneal)
+
+
+def stop(st: Rows, opt: RowAdam, r: int) -> None:
+    st.done[r] = True
+    opt.active[r] = False
