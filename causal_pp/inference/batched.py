@@ -286,7 +286,8 @@ def fit_one(
     threads: int | None,
 ) -> CausalPosterior:
     """One data set through the vectorised path: what :func:`~causal_pp.inference.fit` runs for
-    SVI with the low-rank guide (a batch of one row; the same fit as ``fit_many([data])[0]``).
+    ``SVI(batched=True)`` with the low-rank guide (a batch of one row; the same fit as
+    ``fit_many([data])[0]``).
 
     ``data`` is validated, ``structure`` checked against it and ``threads`` resolved by the caller.
     Raises :class:`~causal_pp.errors.InferenceError` if the fit diverges; warns nothing (the caller
