@@ -12,8 +12,9 @@ keeps its rows in ``*.csv.part``).
     ``fit(method="svi")`` returns, defaults throughout), ``guide`` (``fit(..., importance=False)``
     with the same seed: the same fitted guide's own draws, uncorrected) and ``explore``
     (``restart_init="prior", restart_steps=1000``: restarts from prior draws of the globals, long
-    enough to be ranked fairly against the median start) and ``r15`` (``restarts=15``: three
-    times the default starts).
+    enough to be ranked fairly against the median start), ``r15`` (``restarts=15``: three
+    times the default starts), and ``batched`` / ``batched_r15`` (``batched=True``: the same fit
+    through :func:`causal_pp.fit_many`'s vectorised path, one data set; with 15 starts).
 ``protocol``
     The calibration protocol of issue #15: many replicate data sets at one N (default: front-door
     and back-door at N = 200, 200 replicates), fitted with :func:`causal_pp.fit_many` (one batch
@@ -124,6 +125,9 @@ METHODS: dict[str, dict[str, Any]] = {
     "explore": {"restart_init": "prior", "restart_steps": 1000},
     # more of the default (median) starts: three times the restarts, no longer
     "r15": {"restarts": 15},
+    # the vectorised path (fit_many's) for one data set, by default and with 15 starts
+    "batched": {"batched": True},
+    "batched_r15": {"batched": True, "restarts": 15},
 }
 LEVEL = 0.94
 REF_MAX_RHAT = 1.02
