@@ -299,9 +299,10 @@ class SVI(FitMethod):
         ``SVI`` with its autoguide, one data set at a time (``fit_many`` too); ``None``
         (default) -- ``fit`` runs Pyro's loop, ``fit_many`` the vectorised one. Both find a
         local optimum from their best of ``restarts`` short starts, and on a given data set
-        they can end in different basins (``tests/test_inference.py``: back-door at N = 2000,
-        data seed 2, the vectorised fit sits 0.5 posterior SD from the exact posterior, Pyro's
-        loop on it); ``fit``'s default stays with the loop its checks were made on.
+        they can end in different basins: on the tests' linear back-door model at N = 2000
+        the vectorised fit misses the exact posterior on some data sets where the loop does
+        not (``test_svi_matches_the_exact_posterior_across_draws``), so ``fit``'s default
+        stays with the loop.
     Examples
     --------
     >>> SVI(num_steps=300).num_steps
