@@ -11,8 +11,8 @@ absolute error. Methods:
 
 * ``nuts``  -- ``model.fit(method="nuts")`` + ``posterior.estimate(ATE)``
 * ``svi``   -- ``model.fit(method="svi")`` (adaptive SVI + importance correction) + estimate
-* ``batched`` -- ``causal_pp.fit_many(model, [data])``: the same SVI fit through the vectorised
-  batch path, on the one data set, + estimate
+* ``batched`` -- ``model.fit(method="svi", batched=True)``: the same SVI fit through the vectorised
+  path of ``causal_pp.fit_many`` (a batch of one data set) + estimate
 * ``pyro``  -- what a user writes by hand: plain model, ``pyro.condition``, Pyro NUTS with
   ``jit_compile=True``, then ``pyro.do`` + ``Predictive`` on the global draws for each arm.
 
@@ -45,7 +45,7 @@ import pyro.distributions as dist
 import torch
 from pyro.infer import MCMC, NUTS, Predictive
 
-from causal_pp import ATE, CausalGraph, fit_many
+from causal_pp import ATE, CausalGraph
 from causal_pp.model import causal_model
 
 TRUTH = {"mu": 1.0, "theta_UX": 0.8, "theta_XM": -0.7, "theta_MY": 1.2, "theta_UY": -1.5}
@@ -104,10 +104,8 @@ def run_causal_pp(
     with warnings.catch_warnings(record=True) as caught, Clock() as fit_clock:
         warnings.simplefilter("always")
         if method == "batched":
-            options.pop("method")
-            (posterior,) = fit_many(frontdoor, [data], seeds=[options.pop("seed")], **options)
-        else:
-            posterior = frontdoor.fit(data, **options)
+            options.update(method="svi", batched=True)
+        posterior = frontdoor.fit(data, **options)
     with Clock() as est_clock:
         est = posterior.estimate(ATE("X", "Y", treated=1.0, control=0.0), num_units=args.num_units, seed=seed)
     d = posterior.diagnostics

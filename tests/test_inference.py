@@ -313,11 +313,7 @@ def test_svi_fit_draws_and_diagnostics():
     d = post.diagnostics
     assert post.samples["b"].shape == (200,)
     assert d["loss"].shape == (600,) and np.isfinite(d["final_elbo"])
-    assert d["guide_class"] in (
-        "AutoLowRankMultivariateNormal",
-        "AutoMultivariateNormal",
-        "BatchedLowRankGuide",
-    )
+    assert d["guide_class"] in ("AutoLowRankMultivariateNormal", "AutoMultivariateNormal")
     assert "converged" in d and "is_corrected" in d
     assert abs(post.samples["b"].mean().item() - 0.7) < 0.2
 
@@ -365,17 +361,15 @@ def test_hopeless_importance_correction_stops_after_its_first_round(small_data, 
     from causal_pp.inference import importance
 
     monkeypatch.setattr(importance, "IS_ROUND1_MIN_ESS", 1e9)
-    # long enough that the correction holds when it runs (150 steps leave the guide too rough)
-    options = {**FAST_SVI, "num_steps": 300}
     with pytest.warns(UserWarning, match="importance correction of the guide failed"):
-        post = frontdoor.fit(small_data, seed=0, **options)
+        post = frontdoor.fit(small_data, seed=0, **FAST_SVI)
     d = post.diagnostics
     assert not d["is_corrected"] and "no second round" in d["is_skipped"]
     assert d["is_ess"] == d["is_ess_round1"]
     monkeypatch.undo()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        full = frontdoor.fit(small_data, seed=0, **options)
+        full = frontdoor.fit(small_data, seed=0, **FAST_SVI)
     # the guide's own draws are what a skipped correction keeps
     assert full.diagnostics["is_corrected"]
     assert not torch.equal(full.samples["theta_XM"], post.samples["theta_XM"])

@@ -509,6 +509,7 @@ def failed_record(
 #: from the SCM anew for every cell was a third of a small cell's time.
 _TRUTH_CACHE: dict[tuple[Any, ...], np.ndarray] = {}
 _TRUTH_CACHE_SIZE = 4
+_TRUTH_STREAM = 7_919  # tells the truth draws' seed apart from the cells' (seed, N, replicate)
 
 
 def _truth_draws(target: Target, size: int, seed: int, n: int) -> np.ndarray:
@@ -524,9 +525,6 @@ def _truth_draws(target: Target, size: int, seed: int, n: int) -> np.ndarray:
         stream = int(np.random.SeedSequence([seed, n, _TRUTH_STREAM]).generate_state(1)[0] % (2**31 - 1))
         _TRUTH_CACHE[key] = target.truth_samples(draws, stream)
     return _TRUTH_CACHE[key]
-
-
-_TRUTH_STREAM = 7_919  # tells the truth draws' seed apart from the cells' (seed, N, replicate)
 
 
 def cell_record(

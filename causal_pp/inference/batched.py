@@ -238,17 +238,9 @@ def fit_many(
             model, data, seeds, svi, reason, dev, progress_bar, model_args, model_kwargs, threads
         )
     k = (1 if n < SMALL_PROBLEM_UNITS else None) if threads == "auto" else threads
-    # every row draws from its own generators; the caller's global stream is left as it was
-    with (
-        seeded(seeds[0], dev),
-        on_device(dev),
-        num_threads(k),
-        released_jit_traces(),
-        pyro.validation_enabled(False),
-    ):
-        fitted = _fit_batch(
-            model, data, seeds, svi, structure, globals_, unit_latent, dev, progress_bar, model_args, model_kwargs
-        )  # fmt: skip
+    fitted = _fit_batch(
+        model, data, seeds, svi, structure, globals_, unit_latent, dev, progress_bar, model_args, model_kwargs, k
+    )  # fmt: skip
     out: list[CausalPosterior | InferenceError] = [
         InferenceError(f"data set {r}: {x}") if isinstance(x, InferenceError) else x
         for r, x in enumerate(fitted)
@@ -306,17 +298,10 @@ def fit_one(
     (True, torch.Size([500]))
     """
     globals_, unit_latent, _ = latent_sites(model, structure)
-    with (
-        seeded(seed, device),
-        on_device(device),
-        num_threads(threads),
-        released_jit_traces(),
-        pyro.validation_enabled(False),
-    ):
-        (post,) = _fit_batch(
-            model, [data], [seed], svi, structure, globals_, unit_latent, device, progress_bar, model_args,
-            model_kwargs,
-        )  # fmt: skip
+    (post,) = _fit_batch(
+        model, [data], [seed], svi, structure, globals_, unit_latent, device, progress_bar, model_args,
+        model_kwargs, threads,
+    )  # fmt: skip
     if isinstance(post, InferenceError):
         raise post
     return post
@@ -377,7 +362,7 @@ def _one_by_one(
 ) -> list[CausalPosterior | InferenceError]:
     out: list[CausalPosterior | InferenceError] = []
     for d, sd in zip(data, seeds, strict=True):
-        post = model.fit(  # the facade: fit() itself routes batchable SVI here
+        post = model.fit(  # the facade: fit.py imports this module, not the other way round
             d,
             method=method,
             seed=sd,
@@ -404,57 +389,66 @@ def _fit_batch(
     progress_bar: bool,
     model_args: tuple[Any, ...],
     model_kwargs: Mapping[str, Any],
+    threads: int | None,
 ) -> list[CausalPosterior | InferenceError]:
     """Every data set's posterior, or the InferenceError of its failed fit (one row each)."""
-    R, n = len(data), structure.n
-    on_dev = [{k: v.to(dev) for k, v in d.items()} for d in data]
-    conditioned = [
-        (lambda d=d: poutine.condition(model.fn, data=d)(n, *model_args, **model_kwargs)) for d in on_dev
-    ]
-    for c, sd in zip(conditioned, seeds, strict=True):
-        check_support(c, list(on_dev[0]), dev, sd)
-    order = [name for name in prototype(conditioned[0]) if name in set(globals_) | set(unit_latent)]
-    g_dims = global_dims(structure, list(globals_))
-    latent_dim = g_dims + sum(math.prod(structure.sites[u].shape) for u in unit_latent)
-    rank = max(1, min(g_dims + 2, latent_dim - 1))
+    # every row draws from its own generators; the caller's global stream is left as it was
+    with (
+        seeded(seeds[0], dev),
+        on_device(dev),
+        num_threads(threads),
+        released_jit_traces(),
+        pyro.validation_enabled(False),
+    ):
+        R, n = len(data), structure.n
+        on_dev = [{k: v.to(dev) for k, v in d.items()} for d in data]
+        conditioned = [
+            (lambda d=d: poutine.condition(model.fn, data=d)(n, *model_args, **model_kwargs)) for d in on_dev
+        ]
+        for c, sd in zip(conditioned, seeds, strict=True):
+            check_support(c, list(on_dev[0]), dev, sd)
+        order = [name for name in prototype(conditioned[0]) if name in set(globals_) | set(unit_latent)]
+        g_dims = global_dims(structure, list(globals_))
+        latent_dim = g_dims + sum(math.prod(structure.sites[u].shape) for u in unit_latent)
+        rank = max(1, min(g_dims + 2, latent_dim - 1))
 
-    def batch_of(starts: int) -> RowBatch:
-        return RowBatch(model, rows_of(on_dev, starts), n, structure, order, model_args, model_kwargs)
+        def batch_of(starts: int) -> RowBatch:
+            return RowBatch(model, rows_of(on_dev, starts), n, structure, order, model_args, model_kwargs)
 
-    t0 = time.perf_counter()
-    bar = tqdm(desc=f"SVI x {R}", disable=not progress_bar, leave=False, unit="step")
-    try:
-        batch, guide, start_scores = _start_phase(batch_of, conditioned, seeds, svi, rank, bar, globals_)
-        losses, plateau, failed, _ = run_phase(
-            batch,
-            guide,
-            steps=svi.num_steps,
-            particles=svi.num_particles,
-            lr=svi.lr,
-            lr_decay=svi.lr_decay,
-            restart=False,
-            bar=bar,
-            jit=svi.jit_compile,
-        )
-    finally:
-        bar.close()
-    with torch.no_grad():
-        z = guide.sample(svi.num_samples)
-        per_row = guide.layout.per_row(z)
-    batch_time = time.perf_counter() - t0
-    out: list[CausalPosterior | InferenceError] = []
-    for r in range(R):
-        if failed[r] is not None:
-            out.append(InferenceError(f"{failed[r]}."))
-            continue
-        out.append(
-            _posterior(
-                model, data[r], conditioned[r], seeds[r], svi, structure, globals_, unit_latent, guide, r,
-                per_row, losses[r], plateau[r], start_scores[r], dev, model_args, model_kwargs,
-                {"batched": True, "batch_size": R, "batch_time_s": batch_time},
+        t0 = time.perf_counter()
+        bar = tqdm(desc=f"SVI x {R}", disable=not progress_bar, leave=False, unit="step")
+        try:
+            batch, guide, start_scores = _start_phase(batch_of, conditioned, seeds, svi, rank, bar, globals_)
+            losses, plateau, failed, _ = run_phase(
+                batch,
+                guide,
+                steps=svi.num_steps,
+                particles=svi.num_particles,
+                lr=svi.lr,
+                lr_decay=svi.lr_decay,
+                restart=False,
+                bar=bar,
+                jit=svi.jit_compile,
             )
-        )  # fmt: skip
-    return out
+        finally:
+            bar.close()
+        with torch.no_grad():
+            z = guide.sample(svi.num_samples)
+            per_row = guide.layout.per_row(z)
+        batch_time = time.perf_counter() - t0
+        out: list[CausalPosterior | InferenceError] = []
+        for r in range(R):
+            if failed[r] is not None:
+                out.append(InferenceError(f"{failed[r]}."))
+                continue
+            out.append(
+                _posterior(
+                    model, data[r], conditioned[r], seeds[r], svi, structure, globals_, unit_latent, guide, r,
+                    per_row, losses[r], plateau[r], start_scores[r], dev, model_args, model_kwargs,
+                    {"batched": True, "batch_size": R, "batch_time_s": batch_time},
+                )
+            )  # fmt: skip
+        return out
 
 
 def _posterior(

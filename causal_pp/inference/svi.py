@@ -303,6 +303,7 @@ class SVI(FitMethod):
         the vectorised fit misses the exact posterior on some data sets where the loop does
         not (``test_svi_matches_the_exact_posterior_across_draws``), so ``fit``'s default
         stays with the loop.
+
     Examples
     --------
     >>> SVI(num_steps=300).num_steps
