@@ -131,7 +131,10 @@ def test_fit_with_batched_svi_is_a_batch_of_one() -> None:
     batch = fit_many(FRONTDOOR.model, [data], seeds=[7], **FAST)[0]
     assert alone.diagnostics["batched"] and alone.diagnostics["batch_size"] == 1
     assert torch.equal(alone.samples["theta_XM"], batch.samples["theta_XM"])
-    # fit's default is Pyro's own loop; batched=False sends fit_many there too, and says so
-    assert "batched" not in FRONTDOOR.model.fit(data, method="svi", seed=7, **FAST).diagnostics
+    # fit's default is the same batch of one; batched=False runs Pyro's own loop, for fit_many
+    # too, and says so
+    default = FRONTDOOR.model.fit(data, method="svi", seed=7, **FAST)
+    assert torch.equal(default.samples["theta_XM"], alone.samples["theta_XM"])
+    assert "batched" not in FRONTDOOR.model.fit(data, method="svi", seed=7, batched=False, **FAST).diagnostics
     (looped,) = fit_many(FRONTDOOR.model, [data], seeds=[7], batched=False, **FAST)
     assert looped.diagnostics["batched"] is False and "batched=False" in looped.diagnostics["batch_fallback"]

@@ -313,7 +313,11 @@ def test_svi_fit_draws_and_diagnostics():
     d = post.diagnostics
     assert post.samples["b"].shape == (200,)
     assert d["loss"].shape == (600,) and np.isfinite(d["final_elbo"])
-    assert d["guide_class"] in ("AutoLowRankMultivariateNormal", "AutoMultivariateNormal")
+    assert d["guide_class"] in (
+        "BatchedLowRankGuide",
+        "AutoLowRankMultivariateNormal",
+        "AutoMultivariateNormal",
+    )
     assert "converged" in d and "is_corrected" in d
     assert abs(post.samples["b"].mean().item() - 0.7) < 0.2
 
@@ -361,15 +365,17 @@ def test_hopeless_importance_correction_stops_after_its_first_round(small_data, 
     from causal_pp.inference import importance
 
     monkeypatch.setattr(importance, "IS_ROUND1_MIN_ESS", 1e9)
+    # 600 steps in all, the starts' included: a guide the correction holds on when allowed to
+    fast = {**FAST_SVI, "num_steps": 600}
     with pytest.warns(UserWarning, match="importance correction of the guide failed"):
-        post = frontdoor.fit(small_data, seed=0, **FAST_SVI)
+        post = frontdoor.fit(small_data, seed=0, **fast)
     d = post.diagnostics
     assert not d["is_corrected"] and "no second round" in d["is_skipped"]
     assert d["is_ess"] == d["is_ess_round1"]
     monkeypatch.undo()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        full = frontdoor.fit(small_data, seed=0, **FAST_SVI)
+        full = frontdoor.fit(small_data, seed=0, **fast)
     # the guide's own draws are what a skipped correction keeps
     assert full.diagnostics["is_corrected"]
     assert not torch.equal(full.samples["theta_XM"], post.samples["theta_XM"])
@@ -586,10 +592,10 @@ def test_restart_steps_set_the_length_of_each_restart() -> None:
 
     case = get_case("frontdoor")
     data = case.simulate(60, seed=0)
-    kw = {"num_steps": 8, "restarts": 2, "num_samples": 20, "importance": False, "progress_bar": False}
+    kw = {"num_steps": 100, "restarts": 2, "num_samples": 20, "importance": False, "progress_bar": False}
 
     def scores(steps: int) -> tuple[list[float], list[float]]:
-        a = case.model.fit(data, method="svi", restart_steps=steps, seed=0, **kw)
+        a = case.model.fit(data, method="svi", restart_steps=steps, seed=0, batched=False, **kw)
         b = fit_many(case.model, [data], seeds=[0], restart_steps=steps, **kw)[0]
         return a.diagnostics["restart_losses"], b.diagnostics["restart_losses"]
 
@@ -598,3 +604,20 @@ def test_restart_steps_set_the_length_of_each_restart() -> None:
     for short, long in zip(scores(4), scores(60), strict=True):
         assert len(short) == len(long) == 2
         assert long[0] < short[0]
+
+
+@pytest.mark.parametrize("batched", [False, True])
+def test_the_best_start_goes_on_and_its_steps_count(batched: bool) -> None:
+    from causal_pp.cases import get_case
+    from causal_pp.inference.svi import restart_score
+
+    case = get_case("frontdoor")
+    data = case.simulate(60, seed=1)
+    post = case.model.fit(
+        data, method="svi", num_steps=200, restarts=3, restart_steps=80, seed=0, batched=batched,
+        num_samples=20, importance=False, progress_bar=False,
+    )  # fmt: skip
+    d = post.diagnostics
+    # 200 steps in all; the first 80 are the chosen start's, and its score is theirs
+    assert len(d["loss"]) == 200 and len(d["restart_losses"]) == 3
+    assert min(d["restart_losses"]) == pytest.approx(restart_score(d["loss"][:80], 80))

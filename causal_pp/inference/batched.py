@@ -8,8 +8,9 @@ parameters; the optimiser (Adam with element-wise gradient clipping, as Pyro's `
 keeps a learning rate and a phase per row. Per row, as :class:`~causal_pp.inference.SVI` does
 for one data set:
 
-* **restarts** -- ``restarts`` starts per data set are rows of one batch for 150 steps; each data
-  set continues from its best start (lowest mean loss over the last 50 steps);
+* **restarts** -- ``restarts`` starts per data set are rows of one batch for the run's first
+  ``restart_steps`` steps; each data set goes on from its best start (lowest mean loss over its
+  last 50 steps), with that start's optimiser state;
 * **convergence** -- a row's loss is tested for a plateau every 250 steps (two-sided, as
   :func:`~causal_pp.inference.svi.plateau_test`); a row that levels off (or whose loss rises)
   anneals its own learning rate for 500 steps and then stops moving while the others go on;
@@ -50,12 +51,12 @@ from ..runtime import (
     seeded,
 )
 from .batched_guide import BatchedLowRankGuide, median_init, prototype
-from .batched_steps import RowBatch, rows_of, run_phase
+from .batched_steps import Resume, RowBatch, rows_of, run_phase
 from .data import check_data_shapes, check_support, latent_sites, validate_data
 from .guides import INIT_DRAWS, global_dims, sampled_globals
 from .importance import GaussianView
 from .methods import FitProblem, make_method
-from .svi import SVI, restart_score
+from .svi import SVI, restart_phase, restart_score
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -127,8 +128,9 @@ def _start_phase(
     rank: int,
     bar: Any,
     globals_: Sequence[str],
-) -> tuple[RowBatch, BatchedLowRankGuide, list[list[float]]]:
-    """Every start of every data set as rows of one batch; each data set keeps its best start."""
+) -> tuple[RowBatch, BatchedLowRankGuide, list[list[float]], Resume | None]:
+    """Every start of every data set as rows of one batch, for the run's first steps; each data
+    set goes on from its best start (see :func:`~causal_pp.inference.svi.best_start`)."""
     R, S = len(seeds), svi.restarts
     batch = batch_of(S)
     layout = batch.layout(prototype(conditioned[0]))
@@ -142,12 +144,13 @@ def _start_phase(
     init = torch.stack(inits)
     gens = [torch.Generator().manual_seed(s) for s in row_seeds]
     guide = BatchedLowRankGuide(layout, init.to(torch.get_default_dtype()), rank=rank, generators=gens)
-    if S == 1:
-        return batch, guide, [[] for _ in range(R)]
-    losses, _, _, _ = run_phase(
+    phase = restart_phase(S, svi.restart_steps, svi.num_steps)
+    if phase == 0:
+        return batch, guide, [[] for _ in range(R)], None
+    run = run_phase(
         batch,
         guide,
-        steps=svi.restart_steps,
+        steps=phase,
         particles=svi.num_particles,
         lr=svi.lr,
         lr_decay=1.0,
@@ -155,13 +158,24 @@ def _start_phase(
         bar=bar,
         jit=svi.jit_compile,
     )
-    scores = [restart_score(x, svi.restart_steps) for x in losses]
-    best = []
+    scores = [
+        restart_score(x, phase) if run.failed[i] is None else math.inf for i, x in enumerate(run.losses)
+    ]
+    best, failed = [], []
     for r in range(R):
         own = scores[r * S : (r + 1) * S]
         finite = [k for k in range(S) if np.isfinite(own[k])]
         best.append(r * S + (min(finite, key=own.__getitem__) if finite else 0))
-    return batch_of(1), guide.select(torch.tensor(best)), [scores[r * S : (r + 1) * S] for r in range(R)]
+        failed.append(
+            None if finite else f"SVI failed in every one of its {S} starts, e.g. {run.failed[r * S]}"
+        )
+    index = torch.tensor(best)
+    chosen = guide.select(index)
+    history = np.array(
+        [[run.losses[i][t] if t < len(run.losses[i]) else math.nan for i in best] for t in range(phase)]
+    )
+    resume = Resume(run.opt.select(chosen.params, index), history, failed)
+    return batch_of(1), chosen, [scores[r * S : (r + 1) * S] for r in range(R)], resume
 
 
 def fit_many(
@@ -418,8 +432,10 @@ def _fit_batch(
         t0 = time.perf_counter()
         bar = tqdm(desc=f"SVI x {R}", disable=not progress_bar, leave=False, unit="step")
         try:
-            batch, guide, start_scores = _start_phase(batch_of, conditioned, seeds, svi, rank, bar, globals_)
-            losses, plateau, failed, _ = run_phase(
+            batch, guide, start_scores, resume = _start_phase(
+                batch_of, conditioned, seeds, svi, rank, bar, globals_
+            )
+            run = run_phase(
                 batch,
                 guide,
                 steps=svi.num_steps,
@@ -429,9 +445,11 @@ def _fit_batch(
                 restart=False,
                 bar=bar,
                 jit=svi.jit_compile,
+                resume=resume,
             )
         finally:
             bar.close()
+        losses, plateau, failed = run.losses, run.plateau, run.failed
         with torch.no_grad():
             z = guide.sample(svi.num_samples)
             per_row = guide.layout.per_row(z)

@@ -22,12 +22,12 @@ from pyro import poutine
 from ..model import CausalModel
 from .batched_guide import BatchedLowRankGuide, Layout, draw, prototype
 from .row_adam import RowAdam
-from .svi import SVI_ANNEAL_STEPS, SVI_BLOCK, SVI_MAX_STEPS, SVI_MIN_STEPS, SVI_RESTART_STEPS, plateau_test
+from .svi import SVI_MIN_STEPS, Plateau, plateau_test, schedule
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..program import ProgramStructure
 
-__all__ = ["NONFINITE", "RowBatch", "rows_of", "run_phase"]
+__all__ = ["NONFINITE", "Phase", "Resume", "RowBatch", "rows_of", "run_phase"]
 
 NONFINITE = 25  # steps of non-finite loss after which a row has failed
 
@@ -134,17 +134,26 @@ class Rows:
         )
 
 
-def schedule(steps: int | None, restart: bool) -> tuple[int, int, bool, int]:
-    """(anneal steps, constant-rate steps at most, adaptive?, plateau block) as SVI sets them."""
-    if restart:
-        anneal, main_max, adaptive = 0, steps or SVI_RESTART_STEPS, False
-    elif steps is None:
-        anneal, main_max, adaptive = SVI_ANNEAL_STEPS, SVI_MAX_STEPS - SVI_ANNEAL_STEPS, True
-    else:
-        anneal = min(SVI_ANNEAL_STEPS, steps // 4)
-        main_max, adaptive = steps - anneal, False
-    block = SVI_BLOCK if adaptive else max(10, min(SVI_BLOCK, max(main_max, 1) // 4))
-    return anneal, main_max, adaptive, block
+@dataclass(frozen=True)
+class Resume:
+    """Where a phase takes over from the starts: the chosen rows' optimiser, their losses so far
+    ``(steps, rows)``, and per row the failure that already ended it (or None)."""
+
+    opt: RowAdam
+    history: np.ndarray
+    failed: list[str | None]
+
+
+@dataclass(frozen=True)
+class Phase:
+    """What a phase leaves per row: its whole loss history (resumed steps included), plateau test,
+    failure (or None), steps; and the optimiser, whose rows can go on (:meth:`RowAdam.select`)."""
+
+    losses: list[list[float]]
+    plateau: list[Plateau]
+    failed: list[str | None]
+    steps: list[int]
+    opt: RowAdam
 
 
 def run_phase(
@@ -158,20 +167,38 @@ def run_phase(
     restart: bool,
     bar: Any,
     jit: bool = True,
-) -> tuple[list[list[float]], list[tuple[bool, float, float, str]], list[str | None], list[int]]:
-    """Optimise every row; returns per row its losses, plateau test, failure (or None), and steps."""
-    anneal, main_max, adaptive, block = schedule(steps, restart)
-    opt = RowAdam(guide.params, lr)
+    resume: Resume | None = None,
+) -> Phase:
+    """Optimise every row, as :func:`~causal_pp.inference.svi.optimise` does one data set.
+
+    ``restart``: the starts' phase, ``steps`` steps at ``lr`` (rows stop only by failing);
+    otherwise the run of ``steps`` (``None``: adaptive) steps, going on from ``resume``.
+    """
+    if restart:
+        anneal, main_max, adaptive, block = 0, int(steps or 0), False, 0
+    else:
+        anneal, main_max, adaptive, block = schedule(steps)
+    opt = resume.opt if resume is not None else RowAdam(guide.params, lr)
     st = Rows.start(batch.rows)
-    log: list[np.ndarray] = []  # one loss per row per step; a row's history is its first steps
+    # one loss per row per step; a row's history is its first steps
+    log: list[np.ndarray] = list(resume.history) if resume is not None else []
+    st.steps[:] = len(log)
+    if resume is not None:
+        for r, why in enumerate(resume.failed):
+            if why is not None:
+                st.failed[r] = why
+                stop(st, opt, r)
+        if len(log) >= main_max:  # the starts took the whole constant-rate phase
+            for r in np.flatnonzero(~st.done):
+                end_constant(st, log, opt, r, lr=lr, lr_decay=lr_decay, anneal=anneal, block=block)
     objective = compiled(batch.objective(guide.layout, particles), guide, particles, jit)
     bank: tuple[torch.Tensor, torch.Tensor] | None = None
-    for i in range(main_max + anneal):
+    for j in range(max(0, main_max + anneal - len(log))):
         if st.done.all():
             break
-        if i % BANK == 0:  # each row's noise, drawn from its own generator in blocks of steps
+        if j % BANK == 0:  # each row's noise, drawn from its own generator in blocks of steps
             bank = guide.noise_bank(particles, BANK)
-        loss = objective(*guide.params, bank[0][i % BANK], bank[1][i % BANK])
+        loss = objective(*guide.params, bank[0][j % BANK], bank[1][j % BANK])
         torch.where(opt.active, loss, torch.zeros_like(loss)).sum().backward()
         opt.step()
         bar.update()
@@ -190,7 +217,7 @@ def run_phase(
         )
     history = np.stack(log) if log else np.zeros((0, batch.rows))
     losses = [history[: st.steps[r], r].tolist() for r in range(batch.rows)]
-    return losses, st.plateau, st.failed, st.steps.tolist()
+    return Phase(losses, st.plateau, st.failed, st.steps.tolist(), opt)
 
 
 def advance(
@@ -236,11 +263,28 @@ def advance(
         own = np.stack(log[-st.steps[r] :])[:, r] if st.steps[r] else np.zeros(0)
         st.plateau[r] = plateau_test(own, block)
         if e or st.plateau[r][0] or st.plateau[r][3] == "rising":
-            if anneal == 0:
-                stop(st, opt, r)
-            else:
-                st.annealing[r] = 0
-                opt.lr[r] = lr * lr_decay ** (1 / anneal)
+            end_constant(st, log, opt, r, lr=lr, lr_decay=lr_decay, anneal=anneal, block=0)
+
+
+def end_constant(
+    st: Rows,
+    log: list[np.ndarray],
+    opt: RowAdam,
+    r: int,
+    *,
+    lr: float,
+    lr_decay: float,
+    anneal: int,
+    block: int,
+) -> None:
+    """Row ``r`` leaves the constant rate: it anneals (or stops); ``block`` > 0: test its plateau first."""
+    if block:
+        st.plateau[r] = plateau_test(np.stack(log[-st.steps[r] :])[:, r], block)
+    if anneal == 0:
+        stop(st, opt, r)
+    else:
+        st.annealing[r] = 0
+        opt.lr[r] = lr * lr_decay ** (1 / anneal)
 
 
 def stop(st: Rows, opt: RowAdam, r: int) -> None:

@@ -45,6 +45,24 @@ class RowAdam:
         self.v = [torch.zeros_like(p) for p in self.params]
         self.t = torch.zeros(rows, dtype=self.params[0].dtype)
 
+    def select(self, params: Sequence[torch.Tensor], index: torch.Tensor) -> RowAdam:
+        """The optimiser of ``params`` (rows ``index`` of this one's parameters), carrying those
+        rows' moments, step counts and learning rates: their optimisation goes on where it was.
+
+        Examples
+        --------
+        >>> p = torch.zeros(3, 2, requires_grad=True)
+        >>> opt = RowAdam([p], lr=0.1)
+        >>> opt.t += torch.tensor([1.0, 2.0, 3.0])
+        >>> opt.select([torch.zeros(2, 2)], torch.tensor([2, 0])).t.tolist()
+        [3.0, 1.0]
+        """
+        out = RowAdam(params, 1.0)
+        out.lr, out.t = self.lr[index].clone(), self.t[index].clone()
+        out.m = [m[index].clone() for m in self.m]
+        out.v = [v[index].clone() for v in self.v]
+        return out
+
     @torch.no_grad()
     def step(self) -> None:
         # In place, with the per-row factors folded into (rows,) vectors: the parameters of a

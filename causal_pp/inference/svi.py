@@ -8,6 +8,7 @@ are then importance-corrected (:mod:`.importance`).
 
 from __future__ import annotations
 
+import copy
 import math
 import time
 import warnings
@@ -37,7 +38,10 @@ __all__ = [
     "SVI_MAX_STEPS",
     "SVI_MIN_STEPS",
     "SVI_RESTART_STEPS",
+    "Start",
+    "restart_phase",
     "restart_score",
+    "schedule",
 ]
 
 SVI_BLOCK = 250
@@ -116,8 +120,39 @@ def _step(svi: PyroSVI, losses: list[float], lr: float) -> None:
         )
 
 
+Schedule = tuple[int, int, bool, int]
+"""(anneal steps, constant-rate steps at most, adaptive?, plateau block) of a run."""
+
+
+def schedule(num_steps: int | None) -> Schedule:
+    """The schedule of a run of ``num_steps`` steps (``None``: adaptive), shared by
+    :func:`optimise` and the batched fit.
+
+    Examples
+    --------
+    >>> schedule(None)
+    (500, 9500, True, 250)
+    >>> schedule(400)
+    (100, 300, False, 75)
+    """
+    if num_steps is None:
+        anneal, main_max, adaptive = SVI_ANNEAL_STEPS, SVI_MAX_STEPS - SVI_ANNEAL_STEPS, True
+    else:
+        anneal = min(SVI_ANNEAL_STEPS, num_steps // 4)
+        main_max, adaptive = num_steps - anneal, False
+    block = SVI_BLOCK if adaptive else max(10, min(SVI_BLOCK, max(main_max, 1) // 4))
+    return anneal, main_max, adaptive, block
+
+
 def optimise(
-    svi: PyroSVI, optim: Any, *, num_steps: int | None, lr: float, lr_decay: float, progress_bar: bool
+    svi: PyroSVI,
+    optim: Any,
+    *,
+    num_steps: int | None,
+    lr: float,
+    lr_decay: float,
+    progress_bar: bool,
+    done: Sequence[float] = (),
 ) -> tuple[np.ndarray, Plateau]:
     """Run SVI: Adam at ``lr`` until the loss levels off, then anneal the learning rate.
 
@@ -125,24 +160,20 @@ def optimise(
     (at least :data:`SVI_MIN_STEPS`, at most :data:`SVI_MAX_STEPS` in all) until the loss
     plateaus, then :data:`SVI_ANNEAL_STEPS` steps with the learning rate decaying
     geometrically to ``lr * lr_decay``. An integer: that many steps in all, the last quarter
-    (at most :data:`SVI_ANNEAL_STEPS`) annealed. Returns the losses and the plateau test
-    (levelled off?, loss drop over the last block, its standard error) at the end of the
-    constant-rate phase. A rising loss ends the constant-rate phase early (it will not level
-    off at this rate); a crash or a run of non-finite losses raises
+    (at most :data:`SVI_ANNEAL_STEPS`) annealed. ``done``: the losses of steps already taken
+    (the best start's, :func:`best_start`), which count toward the run. Returns the losses and
+    the plateau test (levelled off?, loss drop over the last block, its standard error) at the
+    end of the constant-rate phase. A rising loss ends the constant-rate phase early (it will
+    not level off at this rate); a crash or a run of non-finite losses raises
     :class:`~causal_pp.errors.InferenceError`.
     """
-    if num_steps is None:
-        anneal, main_max, adaptive = SVI_ANNEAL_STEPS, SVI_MAX_STEPS - SVI_ANNEAL_STEPS, True
-    else:
-        anneal = min(SVI_ANNEAL_STEPS, num_steps // 4)
-        main_max, adaptive = num_steps - anneal, False
-    block = SVI_BLOCK if adaptive else max(10, min(SVI_BLOCK, main_max // 4))
-    losses: list[float] = []
+    anneal, main_max, adaptive, block = schedule(num_steps)
+    losses: list[float] = list(done)
     total = SVI_MAX_STEPS if adaptive else num_steps
-    bar = tqdm(total=total, desc="SVI", disable=not progress_bar, leave=False)
+    bar = tqdm(total=total, initial=len(losses), desc="SVI", disable=not progress_bar, leave=False)
     plateau: Plateau = (False, float("nan"), float("nan"), "too short")
     try:
-        for i in range(main_max):
+        for i in range(len(losses), main_max):
             _step(svi, losses, lr)
             bar.update()
             if progress_bar and i % 50 == 0:
@@ -162,13 +193,38 @@ def optimise(
     return np.asarray(losses, dtype=float), plateau
 
 
-SVI_RESTART_STEPS = 150
+SVI_RESTART_STEPS = 500
+"""Steps every start runs before the best one is chosen (at most the constant-rate phase)."""
+RESTART_WINDOW = 50
+"""A start's score is its mean loss over its last this many steps."""
+
+
+def restart_phase(restarts: int, restart_steps: int, num_steps: int | None) -> int:
+    """Steps every start runs before the best is chosen: ``restart_steps``, at most the run's
+    constant-rate phase; 0 for a single start.
+
+    Examples
+    --------
+    >>> restart_phase(5, 500, None), restart_phase(5, 500, 100), restart_phase(1, 500, None)
+    (500, 75, 0)
+    """
+    return 0 if restarts <= 1 else min(restart_steps, schedule(num_steps)[1])
 
 
 def restart_score(losses: Sequence[float], steps: int) -> float:
-    """A restart's score, for ranking the starts: its mean loss over the last third of its
-    ``steps`` (one ELBO estimate is noisy). Shared by :func:`best_start` and the batched fit."""
-    return float(np.mean(losses[-max(1, steps // 3) :])) if len(losses) else math.inf
+    """A start's score, for ranking the starts: its mean loss over its last
+    :data:`RESTART_WINDOW` steps (at most a third of its ``steps``; one ELBO estimate is noisy).
+    Shared by :func:`best_start` and the batched fit."""
+    return float(np.mean(losses[-max(1, min(RESTART_WINDOW, steps // 3)) :])) if len(losses) else math.inf
+
+
+@dataclass(frozen=True)
+class Start:
+    """The best of a fit's starts: its losses and optimiser state (they continue), every start's score."""
+
+    losses: tuple[float, ...]
+    optim_state: dict[str, Any] | None
+    scores: tuple[float, ...]
 
 
 def best_start(
@@ -179,38 +235,44 @@ def best_start(
     lr: float,
     restarts: int,
     steps: int = SVI_RESTART_STEPS,
-) -> tuple[Any, list[float]]:
-    """Run ``restarts`` short SVI runs from independent initialisations; keep the best.
+) -> tuple[Any, Start]:
+    """Run ``restarts`` starts of ``steps`` steps from independent initialisations; keep the best.
 
     Per-unit latents make the ELBO multimodal: from a poor start the per-unit latent can
     absorb an outcome (e.g. U explaining Y in the front-door model, the causal path shrunk to
-    zero), a confident wrong optimum that a longer run never leaves. A few short runs from
+    zero), a confident wrong optimum that a longer run never leaves. Several starts from
     independent initialisations (``new_guide(k)`` for start ``k``; see
-    :func:`~causal_pp.inference.guides.sampled_globals`), ranked by their final loss, avoid it at
-    a small cost.
+    :func:`~causal_pp.inference.guides.sampled_globals`), ranked by their loss, avoid it. The
+    ranking needs the starts near their basins' floors: after 150 steps the start that
+    descends fastest often leads and ends in a basin hundreds of nats worse (back-door with a
+    latent mean, N = 2000; front-door with a logit treatment, N = 5000); after 500 steps the
+    best start's basin is the best basin (``benchmarks/calibration.py``). The best start is
+    not run again: its steps are the first of the run (:func:`optimise` continues it, with its
+    optimiser state).
 
     All runs step one guide object through one ``elbo``: each restart overwrites the guide's
     parameters *in place* with the initial values of a freshly initialised twin. A
     JIT-compiled ELBO is therefore compiled once for all restarts and the main run (not once
     per restart), and the guide's own tensors stay the param store's (an autoguide reads its
     ``nn.Parameter`` attributes from itself, not from the store, when called eagerly). Returns
-    the guide, holding the best run's parameters, and each run's final loss.
+    the guide, holding the best run's parameters, and the :class:`Start`.
     """
     g = new_guide()
     if restarts <= 1:
-        return g, []
+        return g, Start((), None, ())
     store = pyro.get_param_store()
     poutine.trace(g).get_trace()
     own = store.get_state()["params"]
-    best: tuple[float, dict[str, torch.Tensor]] | None = None
+    best: tuple[float, dict[str, torch.Tensor], list[float], dict[str, Any]] | None = None
     scores: list[float] = []
     failures: list[Exception] = []
     for k in range(restarts):
         if k:
             reinitialise(own, lambda k=k: new_guide(k))
-        svi = PyroSVI(target, g, pyro.optim.ClippedAdam({"lr": lr, "clip_norm": 10.0}), elbo)
+        optim = pyro.optim.ClippedAdam({"lr": lr, "clip_norm": 10.0})
+        svi = PyroSVI(target, g, optim, elbo)
         try:
-            losses = [svi.step() for _ in range(steps)]
+            losses = [float(svi.step()) for _ in range(steps)]
         except (RuntimeError, ValueError) as err:  # this start diverged; the others may not
             failures.append(err)
             scores.append(float("inf"))
@@ -218,20 +280,21 @@ def best_start(
         score = restart_score(losses, steps)
         scores.append(score)
         if np.isfinite(score) and (best is None or score < best[0]):
-            best = (score, {n: t.detach().clone() for n, t in own.items()})
+            params = {n: t.detach().clone() for n, t in own.items()}
+            best = (score, params, losses, copy.deepcopy(optim.get_state()))
     if len(failures) == restarts:
         err = failures[0]
         raise InferenceError(
             f"SVI failed in every one of its {restarts} starts, e.g. {_last_line(err)}. This usually means the fit diverged: lower lr (now {lr:g}), "
             "or check the priors and the scale of the data."
         ) from err
-    if best is None:
+    if best is None:  # every start ended non-finite: the run begins afresh from the first
         reinitialise(own, new_guide)
-    else:
-        with torch.no_grad():
-            for n, t in own.items():
-                t.copy_(best[1][n])
-    return g, scores
+        return g, Start((), None, tuple(scores))
+    with torch.no_grad():
+        for n, t in own.items():
+            t.copy_(best[1][n])
+    return g, Start(tuple(best[2]), best[3], tuple(scores))
 
 
 def reinitialise(own: dict[str, torch.Tensor], new_guide: Callable[[], Any]) -> None:
@@ -277,32 +340,29 @@ class SVI(FitMethod):
         ``benchmarks/importance_correction.py`` measures both against the exact posterior.
         If the weights degenerate the guide's own draws are kept, with a warning.
     restarts
-        Short runs (``restart_steps`` steps) from this many initialisations; the one with the
-        lowest loss is continued. Guards against confident wrong optima where a per-unit latent
-        absorbs an outcome (seen on the front-door model). ``1`` disables it.
+        Starts from this many initialisations. Each runs the first ``restart_steps`` steps of
+        the fit; the one with the lowest loss (its mean over its last 50 steps) continues, with
+        its optimiser state, and its steps count toward the run. Guards against confident wrong
+        optima where a per-unit latent absorbs an outcome (seen on the front-door model).
+        ``1`` disables it.
     restart_steps, restart_init
-        Steps of each restart, and how restarts after the first are initialised: ``"median"``
-        (each at the median of its own prior draws) or ``"prior"`` (the global parameters at
-        one prior draw; :func:`~causal_pp.inference.guides.sampled_globals`). The defaults suit
-        the built-in cases at the sizes of the paper. At large N beyond Gaussian models every
-        median start can fall into one wrong basin (front-door with a logit treatment at
-        N = 5000, data seed 2), and no diagnostic flags it. ``restart_init="prior",
-        restart_steps=1000`` finds the right basin there, at a higher fit time
-        (``benchmarks/calibration.py``, method ``explore``, measures both).
+        Steps every start runs before the best is chosen (at most the constant-rate phase), and
+        how starts after the first are initialised: ``"median"`` (each at the median of its own
+        prior draws) or ``"prior"`` (the global parameters at one prior draw;
+        :func:`~causal_pp.inference.guides.sampled_globals`). Ranked after 150 steps, the start
+        that descends fastest often won and ended in a basin hundreds of nats worse (the tests'
+        back-door model at N = 2000, front-door with a logit treatment at N = 5000); after the
+        default 500 the best start lay in the best basin there (:func:`best_start`).
     jit_compile
         Trace the ELBO once with TorchScript.
     batched
-        Where SVI runs, with the low-rank guide and no enumerated latents: ``True`` -- the
-        vectorised path of :func:`~causal_pp.inference.fit_many` (for ``fit``, a batch of one
-        data set: the same schedule, restarts, importance correction and diagnostics, with
-        ``diagnostics["batched"]`` True; less wall time than Pyro's loop); ``False`` -- Pyro's
-        ``SVI`` with its autoguide, one data set at a time (``fit_many`` too); ``None``
-        (default) -- ``fit`` runs Pyro's loop, ``fit_many`` the vectorised one. Both find a
-        local optimum from their best of ``restarts`` short starts, and on a given data set
-        they can end in different basins: on the tests' linear back-door model at N = 2000
-        the vectorised fit misses the exact posterior on some data sets where the loop does
-        not (``test_svi_matches_the_exact_posterior_across_draws``), so ``fit``'s default
-        stays with the loop.
+        With the low-rank guide and no enumerated latents: ``None`` (default) or ``True`` --
+        the vectorised path of :func:`~causal_pp.inference.fit_many` (for ``fit``, a batch of
+        one data set: the same schedule, starts, importance correction and diagnostics, with
+        ``diagnostics["batched"]`` True); ``False`` -- Pyro's ``SVI`` with its autoguide, one
+        data set at a time (``fit_many`` too). The two are the same algorithm with different
+        random streams; ``benchmarks/fit_speed.py`` times both. Other guides and enumerated
+        latents always run Pyro's loop.
 
     Examples
     --------
@@ -359,7 +419,7 @@ class SVI(FitMethod):
             warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
             warnings.filterwarnings("ignore", message="`torch.jit.trace` is deprecated")
             warnings.filterwarnings("ignore", message="Encountered NaN", category=UserWarning)
-            g, start_losses, losses, plateau = self._fit_guide(problem)
+            g, scores, losses, plateau = self._fit_guide(problem)
             w = max(20, len(losses) // 10)
             if not np.isfinite(losses[-w:]).all():
                 raise InferenceError(
@@ -368,11 +428,11 @@ class SVI(FitMethod):
                 )
             draws, unit_draws = self._guide_draws(g, problem)
             draws, is_info = self.correct(g, problem, draws, losses)
-        is_info["restart_losses"] = start_losses
+        is_info["restart_losses"] = scores
         return FitResult(draws, unit_draws, self.diagnostics(type(g).__name__, losses, plateau, is_info))
 
     def _fit_guide(self, problem: FitProblem) -> tuple[Any, list[float], np.ndarray, Plateau]:
-        """Restarts, then the main run: the guide, restart losses, loss trace, plateau test."""
+        """The starts, then the best one's run: the guide, start scores, loss trace, plateau test."""
         target, s, enum = problem.target, problem.structure, problem.enumerated
         guide_model = poutine.block(target, hide=list(enum)) if enum else target
         latent_dim = global_dims(s, problem.globals_) + sum(
@@ -392,8 +452,7 @@ class SVI(FitMethod):
             )
         else:
             elbo = JitTrace_ELBO(ignore_jit_warnings=True, **kw) if self.jit_compile else Trace_ELBO(**kw)
-        optim = pyro.optim.ClippedAdam({"lr": self.lr, "clip_norm": 10.0})
-        g, start_losses = best_start(
+        g, start = best_start(
             target,
             lambda start=0: make_guide(
                 self.guide,
@@ -405,8 +464,11 @@ class SVI(FitMethod):
             elbo,
             lr=self.lr,
             restarts=self.restarts,
-            steps=self.restart_steps,
+            steps=restart_phase(self.restarts, self.restart_steps, self.num_steps),
         )
+        optim = pyro.optim.ClippedAdam({"lr": self.lr, "clip_norm": 10.0})
+        if start.optim_state is not None:  # the best start continues where it stopped
+            optim.set_state(start.optim_state)
         svi = PyroSVI(target, g, optim, elbo)
         losses, plateau = optimise(
             svi,
@@ -415,8 +477,9 @@ class SVI(FitMethod):
             lr=self.lr,
             lr_decay=self.lr_decay,
             progress_bar=problem.progress_bar,
+            done=start.losses,
         )
-        return g, start_losses, losses, plateau
+        return g, list(start.scores), losses, plateau
 
     def _guide_draws(
         self, g: Any, problem: FitProblem
