@@ -10,9 +10,10 @@ time of the fit and of the ATE estimate, the posterior mean and SD of the ATE, a
 absolute error. Methods:
 
 * ``nuts``  -- ``model.fit(method="nuts")`` + ``posterior.estimate(ATE)``
-* ``svi``   -- ``model.fit(method="svi")`` (adaptive SVI + importance correction) + estimate
-* ``batched`` -- ``model.fit(method="svi", batched=True)``: the same SVI fit through the vectorised
-  path of ``causal_pp.fit_many`` (a batch of one data set) + estimate
+* ``svi``   -- ``model.fit(method="svi")`` (adaptive SVI + importance correction, through the
+  vectorised path of ``causal_pp.fit_many``: a batch of one data set) + estimate
+* ``loop``  -- ``model.fit(method="svi", batched=False)``: the same SVI fit through Pyro's own SVI
+  loop + estimate
 * ``pyro``  -- what a user writes by hand: plain model, ``pyro.condition``, Pyro NUTS with
   ``jit_compile=True``, then ``pyro.do`` + ``Predictive`` on the global draws for each arm.
 
@@ -99,12 +100,12 @@ def run_causal_pp(
         options.update(num_samples=args.num_samples)
     options["threads"] = None  # keep the benchmark's global setting
     options["device"] = args.device
-    if method in ("svi", "batched") and args.svi_steps:
+    if method in ("svi", "loop") and args.svi_steps:
         options["num_steps"] = args.svi_steps
     with warnings.catch_warnings(record=True) as caught, Clock() as fit_clock:
         warnings.simplefilter("always")
-        if method == "batched":
-            options.update(method="svi", batched=True)
+        if method == "loop":
+            options.update(method="svi", batched=False)
         posterior = frontdoor.fit(data, **options)
     with Clock() as est_clock:
         est = posterior.estimate(ATE("X", "Y", treated=1.0, control=0.0), num_units=args.num_units, seed=seed)
@@ -193,8 +194,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--methods",
         nargs="+",
-        default=["nuts", "svi", "batched", "pyro"],
-        choices=["nuts", "svi", "batched", "pyro"],
+        default=["nuts", "svi", "loop", "pyro"],
+        choices=["nuts", "svi", "loop", "pyro"],
     )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--num-samples", type=int, default=500)
@@ -228,6 +229,18 @@ def main(argv: list[str] | None = None) -> int:
     for k, v in info.items():
         print(f"# {k}: {v}")
     print(f"# true ATE = {TRUE_ATE:g}; NUTS: {args.num_samples} draws after {args.warmup_steps} warmup steps")
+    # one small untimed run per method first: the one-off costs of a session (imports such as
+    # ArviZ's on a fit's first importance correction, first JIT traces) are not a fit's
+    print("# warm-up: one untimed fit per method on N = 100 before the timed runs")
+    small = argparse.Namespace(
+        **{**vars(args), "num_samples": 20, "warmup_steps": 20, "svi_steps": 40, "num_units": 50}
+    )
+    for method in args.methods:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            (run_plain_pyro if method == "pyro" else lambda d, s, a, m=method: run_causal_pp(m, d, s, a))(
+                simulate(100, seed=args.seed + 1), args.seed, small
+            )
     rows = []
     header = f"{'N':>6} {'method':<6} {'fit s':>8} {'cpu s':>8} {'est s':>6} {'ATE':>8} {'sd':>7} {'|err|':>7}  diagnostics"
     print(header)
