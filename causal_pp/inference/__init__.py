@@ -7,9 +7,9 @@ concept                      what                                               
 :func:`validate_data`        data against the graph (columns, numbers, rows, finiteness)      :mod:`.data`
 method interface             :class:`FitMethod`, :class:`FitProblem`, the method table        :mod:`.methods`
 :class:`NUTS`                Pyro's NUTS: the reference                                      :mod:`.nuts`
-:class:`SVI`                 SVI: Gaussian guide, restarts, adaptive steps                   :mod:`.svi`
+:class:`SVI`                 SVI: Gaussian guide, starts, adaptive steps, Pyro's loop        :mod:`.svi`
 :func:`fit_many`             many data sets of one size in one vectorised SVI program        :mod:`.batched`
-                             (``fit(..., batched=True)``: a batch of one)
+                             (``fit``'s SVI: a batch of one)
 batched optimisation         the rows' program, per-row ELBO, steps, stopping                :mod:`.batched_steps`
 batched guide                one independent low-rank Gaussian per data set (row)            :mod:`.batched_guide`
 per-row Adam                 ClippedAdam with a learning rate and a phase per row            :mod:`.row_adam`

@@ -52,12 +52,12 @@ def sampled_globals(start: int, globals_: Collection[str], restart_init: str = "
     ``"median"``: every start at the median (of its own draws). ``"prior"``: the first start at
     the median, later ones with the globals at a prior draw. The median lies near the prior's
     centre, often a symmetry point of the likelihood (a confounder's effect of 0: U's sign is
-    free), from which every start may fall into the same basin -- for front-door with a logit
-    treatment at N = 5000 (some data sets), a wrong one, with a far worse ELBO than the basin
-    reached from a start near the truth. Prior-draw starts explore, but need longer restarts to be ranked
-    fairly (``restart_steps``): after the default 150 steps they still lie far above their
-    optimum, and the start that began nearest *some* optimum wins. Per-unit latents always start
-    at the median: their multimodality follows the globals'.
+    free), from which starts fall into different basins (front-door with a logit treatment at
+    N = 5000: on some data sets most median starts end in a basin hundreds of nats worse); the best
+    start is found only if the starts are ranked late enough (``restart_steps``). Prior-draw
+    starts explore further, and need longer still: after a few hundred steps they still lie far
+    above their optimum. Per-unit latents always start at the median: their multimodality
+    follows the globals'.
     """
     return frozenset(globals_) if restart_init == "prior" and start > 0 else frozenset()
 
