@@ -245,10 +245,9 @@ def best_start(
     :func:`~causal_pp.inference.guides.sampled_globals`), ranked by their loss, avoid it. The
     ranking needs the starts near their basins' floors: after 150 steps the start that
     descends fastest often leads and ends in a basin hundreds of nats worse (back-door with a
-    latent mean, N = 2000; front-door with a logit treatment, N = 5000); after 500 steps the
-    best start's basin was the best basin there (``benchmarks/starts.py``). The best start is
-    not run again: its steps are the first of the run (:func:`optimise` continues it, with its
-    optimiser state).
+    latent mean, N = 2000); after 500 steps the best start's basin was the best basin there
+    (``benchmarks/starts.py``). The best start is not run again: its steps are the first of
+    the run (:func:`optimise` continues it, with its optimiser state).
 
     All runs step one guide object through one ``elbo``: each restart overwrites the guide's
     parameters *in place* with the initial values of a freshly initialised twin. A
@@ -351,8 +350,8 @@ class SVI(FitMethod):
         prior draws) or ``"prior"`` (the global parameters at one prior draw;
         :func:`~causal_pp.inference.guides.sampled_globals`). Ranked after 150 steps, the start
         that descends fastest often won and ended in a basin hundreds of nats worse (the tests'
-        back-door model at N = 2000, front-door with a logit treatment at N = 5000); after the
-        default 500 the best start lay in the best basin there (``benchmarks/starts.py``).
+        back-door model at N = 2000); after the default 500 the best start lay in the best
+        basin there (``benchmarks/starts.py``).
     jit_compile
         Trace the ELBO once with TorchScript.
     batched
