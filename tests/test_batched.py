@@ -33,7 +33,7 @@ def test_batched_and_single_fits_agree_in_distribution(case) -> None:  # type: i
     data = [case.simulate(200, seed=s) for s in (11, 12)]
     batched = fit_many(case.model, data, seeds=[5, 6], progress_bar=False)
     for d, b, sd in zip(data, batched, (5, 6), strict=True):
-        single = case.model.fit(d, method="svi", seed=sd, progress_bar=False)  # Pyro's own SVI loop
+        single = case.model.fit(d, method="svi", seed=sd, progress_bar=False, batched=False)  # Pyro's loop
         (mb, sb), (ms, ss) = _ate(b), _ate(single)
         # Monte Carlo standard error of each posterior mean: the posterior SD over the
         # effective number of draws (the importance-resampled draws are about half effective)

@@ -171,9 +171,9 @@ def _start_phase(
         )
     index = torch.tensor(best)
     chosen = guide.select(index)
-    history = np.array(
-        [[run.losses[i][t] if t < len(run.losses[i]) else math.nan for i in best] for t in range(phase)]
-    )
+    history = np.full((phase, R), math.nan)  # a failed start's history ends early
+    for j, i in enumerate(best):
+        history[: len(run.losses[i]), j] = run.losses[i]
     resume = Resume(run.opt.select(chosen.params, index), history, failed)
     return batch_of(1), chosen, [scores[r * S : (r + 1) * S] for r in range(R)], resume
 

@@ -146,13 +146,12 @@ class Resume:
 
 @dataclass(frozen=True)
 class Phase:
-    """What a phase leaves per row: its whole loss history (resumed steps included), plateau test,
-    failure (or None), steps; and the optimiser, whose rows can go on (:meth:`RowAdam.select`)."""
+    """What a phase leaves per row: its whole loss history (resumed steps included), plateau test
+    and failure (or None); and the optimiser, whose rows can go on (:meth:`RowAdam.select`)."""
 
     losses: list[list[float]]
     plateau: list[Plateau]
     failed: list[str | None]
-    steps: list[int]
     opt: RowAdam
 
 
@@ -190,7 +189,8 @@ def run_phase(
                 stop(st, opt, r)
         if len(log) >= main_max:  # the starts took the whole constant-rate phase
             for r in np.flatnonzero(~st.done):
-                end_constant(st, log, opt, r, lr=lr, lr_decay=lr_decay, anneal=anneal, block=block)
+                st.plateau[r] = plateau_test(np.stack(log)[:, r], block)
+                end_constant(st, opt, r, lr=lr, lr_decay=lr_decay, anneal=anneal)
     objective = compiled(batch.objective(guide.layout, particles), guide, particles, jit)
     bank: tuple[torch.Tensor, torch.Tensor] | None = None
     for j in range(max(0, main_max + anneal - len(log))):
@@ -217,7 +217,7 @@ def run_phase(
         )
     history = np.stack(log) if log else np.zeros((0, batch.rows))
     losses = [history[: st.steps[r], r].tolist() for r in range(batch.rows)]
-    return Phase(losses, st.plateau, st.failed, st.steps.tolist(), opt)
+    return Phase(losses, st.plateau, st.failed, opt)
 
 
 def advance(
@@ -263,23 +263,11 @@ def advance(
         own = np.stack(log[-st.steps[r] :])[:, r] if st.steps[r] else np.zeros(0)
         st.plateau[r] = plateau_test(own, block)
         if e or st.plateau[r][0] or st.plateau[r][3] == "rising":
-            end_constant(st, log, opt, r, lr=lr, lr_decay=lr_decay, anneal=anneal, block=0)
+            end_constant(st, opt, r, lr=lr, lr_decay=lr_decay, anneal=anneal)
 
 
-def end_constant(
-    st: Rows,
-    log: list[np.ndarray],
-    opt: RowAdam,
-    r: int,
-    *,
-    lr: float,
-    lr_decay: float,
-    anneal: int,
-    block: int,
-) -> None:
-    """Row ``r`` leaves the constant rate: it anneals (or stops); ``block`` > 0: test its plateau first."""
-    if block:
-        st.plateau[r] = plateau_test(np.stack(log[-st.steps[r] :])[:, r], block)
+def end_constant(st: Rows, opt: RowAdam, r: int, *, lr: float, lr_decay: float, anneal: int) -> None:
+    """Row ``r`` leaves the constant rate: it anneals, or stops if there is no annealing."""
     if anneal == 0:
         stop(st, opt, r)
     else:

@@ -355,8 +355,8 @@ class SVI(FitMethod):
     jit_compile
         Trace the ELBO once with TorchScript.
     batched
-        With the low-rank guide and no enumerated latents: ``None`` (default) or ``True`` --
-        the vectorised path of :func:`~causal_pp.inference.fit_many` (for ``fit``, a batch of
+        With the low-rank guide and no enumerated latents: ``True`` (default) -- the vectorised
+        path of :func:`~causal_pp.inference.fit_many` (for ``fit``, a batch of
         one data set: the same schedule, starts, importance correction and diagnostics, with
         ``diagnostics["batched"]`` True); ``False`` -- Pyro's ``SVI`` with its autoguide, one
         data set at a time (``fit_many`` too). The two are the same algorithm with different
@@ -385,7 +385,7 @@ class SVI(FitMethod):
     restart_steps: int = SVI_RESTART_STEPS
     restart_init: str = "median"
     jit_compile: bool = True
-    batched: bool | None = None
+    batched: bool = True
 
     name: ClassVar[str] = "svi"
 
@@ -404,8 +404,7 @@ class SVI(FitMethod):
         check.positive_int("restart_steps", self.restart_steps, minimum=4)
         check.choice("restart_init", self.restart_init, RESTART_INITS)
         check.boolean("jit_compile", self.jit_compile)
-        if self.batched is not None:
-            check.boolean("batched", self.batched)
+        check.boolean("batched", self.batched)
 
     def run(self, problem: FitProblem) -> FitResult:
         """Fit the guide, draw from it, correct the draws; diagnostics of every step."""
