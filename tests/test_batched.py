@@ -57,6 +57,26 @@ def test_a_data_set_is_fitted_the_same_whatever_else_is_in_its_batch() -> None:
     )
 
 
+def test_a_data_set_that_stops_early_is_not_moved_by_a_longer_batch_mate() -> None:
+    # adaptive lengths: the scaled data sets need more steps than the first, which stops first;
+    # the batch then goes on without it (twice: the rows it computes shrink as rows stop), and
+    # every row draws its posterior after the longest has finished
+    data = [{k: c * v for k, v in FRONTDOOR.simulate(60, seed=s).items()} for s, c in enumerate((1, 4, 8))]
+    adaptive = {"num_steps": None, "restarts": 1, "importance": False, "progress_bar": False}
+    together = fit_many(FRONTDOOR.model, data, seeds=[1, 2, 3], **adaptive)
+    steps = [p.diagnostics["num_steps"] for p in together]
+    assert steps[0] < steps[1] < steps[2], steps
+    first = fit_many(FRONTDOOR.model, data[:1], seeds=[1], **adaptive)[0]
+    assert first.diagnostics["num_steps"] == steps[0]
+    assert torch.allclose(together[0].samples["theta_MY"], first.samples["theta_MY"], rtol=0, atol=1e-4)
+    # the last went on in ever smaller batches, with its own data: the same fit, up to the
+    # rounding of other batch sizes, which 2000 steps amplify (far below its posterior SD)
+    last = fit_many(FRONTDOOR.model, data[2:], seeds=[3], **adaptive)[0]
+    a, b = together[2].samples["a_Y"], last.samples["a_Y"]
+    assert last.diagnostics["num_steps"] == steps[2]
+    assert abs(a.mean() - b.mean()) < 0.1 * b.std() and abs(a.std() / b.std() - 1) < 0.1
+
+
 def test_a_diverging_data_set_does_not_disturb_the_others() -> None:
     good = [FRONTDOOR.simulate(100, seed=s) for s in range(2)]
     bad = good[0].copy()

@@ -13,15 +13,17 @@ for one data set:
   last 50 steps), with that start's optimiser state;
 * **convergence** -- a row's loss is tested for a plateau every 250 steps (two-sided, as
   :func:`~causal_pp.inference.svi.plateau_test`); a row that levels off (or whose loss rises)
-  anneals its own learning rate for 500 steps and then stops moving while the others go on;
+  anneals its own learning rate for 500 steps and then stops moving while the others go on
+  (once few rows are live, the batch goes on with those alone);
 * **failure** -- a row whose loss stays non-finite stops, and its data set is reported failed
   without disturbing the others;
 * **importance correction** of the guide's draws of the global parameters
   (:mod:`~causal_pp.inference.importance`), per data set;
 * **diagnostics** per data set, in the same keys as a single SVI fit.
 
-Every random number a row uses comes from its own generator, seeded from its data set's seed: a
-data set's posterior does not depend on which other data sets share its batch.
+Every random number a row uses comes from its own generator, seeded from its data set's seed, and a
+row that has stopped draws nothing more: a data set's posterior does not depend on which other
+data sets share its batch (up to the float rounding of batched kernels of another size).
 """
 
 from __future__ import annotations

@@ -214,17 +214,31 @@ class BatchedLowRankGuide:
         e_w, e_d = self.noise(num, self.rank), self.noise(num, self.loc.shape[1])
         return draw(self.loc, self.raw_scale, self.cov_factor, e_w, e_d)[0]
 
-    def noise_bank(self, num: int, steps: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def noise_bank(
+        self, num: int, steps: int, live: Sequence[bool] | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Standard normal noise for ``steps`` steps of ``num`` draws: ``(steps, num, rows, rank)`` and
-        ``(steps, num, rows, dim)``, each row from its own generator (drawn in one call per row)."""
+        ``(steps, num, rows, dim)``, each row from its own generator (drawn in one call per row).
+
+        Rows that are not ``live`` (default: all are) get zeros and leave their generator as it
+        was: a row that has stopped draws nothing more while the others go on, so its later draws
+        (its posterior) do not depend on how long its batch mates run."""
         out = []
         for size in (self.rank, self.loc.shape[1]):
             per_row = [
-                torch.randn((steps, num, size), generator=g, dtype=self.loc.dtype).to(self.loc.device)
-                for g in self.generators
+                torch.randn((steps, num, size), generator=g, dtype=self.loc.dtype)
+                if live is None or live[i]
+                else torch.zeros((steps, num, size), dtype=self.loc.dtype)
+                for i, g in enumerate(self.generators)
             ]
-            out.append(torch.stack(per_row, dim=2))
+            out.append(torch.stack(per_row, dim=2).to(self.loc.device))
         return out[0], out[1]
+
+    def put(self, index: torch.Tensor, rows: BatchedLowRankGuide) -> None:
+        """Write the parameters of ``rows`` (a :meth:`select` of this guide) back into rows ``index``."""
+        with torch.no_grad():
+            for mine, theirs in zip(self.params, rows.params, strict=True):
+                mine[index] = theirs.detach()
 
     def select(self, index: torch.Tensor) -> BatchedLowRankGuide:
         """A guide made of the given rows (e.g. the best start of each data set), detached."""

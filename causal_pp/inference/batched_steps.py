@@ -55,6 +55,11 @@ class RowBatch:
         with pyro.plate("_rows", self.rows, dim=-(self.P + 1)):
             return poutine.condition(self.model.fn, data=data)(self.n, *self.args, **self.kwargs)
 
+    def select(self, index: torch.Tensor) -> RowBatch:
+        """The batch of rows ``index`` of this one."""
+        data = {k: v[index.to(v.device)] for k, v in self.data.items()}
+        return RowBatch(self.model, data, self.n, self.structure, self.names, self.args, self.kwargs)
+
     def layout(self, single: Mapping[str, Any]) -> Layout:
         return Layout.of(single, prototype(self.program), self.names, self.rows)
 
@@ -155,6 +160,36 @@ class Phase:
     opt: RowAdam
 
 
+COMPACT = 0.75
+"""The run goes on with only its live rows once at most this share of the rows it computes is live
+(a stopped row's step is masked, not skipped: every row costs a share of each step)."""
+
+
+@dataclass(frozen=True)
+class Working:
+    """The rows a phase computes: all of them, or (after :meth:`compact`) the live ones, with their
+    own guide and optimiser; ``index`` maps them to the phase's rows."""
+
+    batch: RowBatch
+    guide: BatchedLowRankGuide
+    opt: RowAdam
+    index: np.ndarray
+
+    def put_back(self, opt: RowAdam, guide: BatchedLowRankGuide) -> None:
+        """The working rows' parameters and optimiser state, written into the phase's ``guide``/``opt``."""
+        if self.guide is not guide:
+            index = torch.as_tensor(self.index)
+            guide.put(index, self.guide)
+            opt.put(index, self.opt)
+
+    def compact(self, batch: RowBatch, opt: RowAdam, guide: BatchedLowRankGuide, live: np.ndarray) -> Working:
+        """The phase's live rows alone (at a block of noise's boundary, so no row's random stream moves)."""
+        self.put_back(opt, guide)
+        index = torch.as_tensor(live, dtype=torch.long)
+        sub = guide.select(index)
+        return Working(batch.select(index), sub, opt.select(sub.params, index), live)
+
+
 def run_phase(
     batch: RowBatch,
     guide: BatchedLowRankGuide,
@@ -191,18 +226,29 @@ def run_phase(
             for r in np.flatnonzero(~st.done):
                 st.plateau[r] = plateau_test(np.stack(log)[:, r], block)
                 end_constant(st, opt, r, lr=lr, lr_decay=lr_decay, anneal=anneal)
+    work = Working(batch, guide, opt, np.arange(batch.rows))
     objective = compiled(batch.objective(guide.layout, particles), guide, particles, jit)
     bank: tuple[torch.Tensor, torch.Tensor] | None = None
     for j in range(max(0, main_max + anneal - len(log))):
         if st.done.all():
             break
         if j % BANK == 0:  # each row's noise, drawn from its own generator in blocks of steps
-            bank = guide.noise_bank(particles, BANK)
-        loss = objective(*guide.params, bank[0][j % BANK], bank[1][j % BANK])
-        torch.where(opt.active, loss, torch.zeros_like(loss)).sum().backward()
-        opt.step()
+            if not restart and (~st.done[work.index]).sum() <= COMPACT * len(work.index):
+                work = work.compact(batch, opt, guide, np.flatnonzero(~st.done))
+                objective = compiled(
+                    work.batch.objective(work.guide.layout, particles), work.guide, particles, jit
+                )
+            bank = work.guide.noise_bank(particles, BANK, ~st.done[work.index])
+        if work.opt is not opt:  # the phase's optimiser keeps every row's rate and phase
+            at = torch.as_tensor(work.index)
+            work.opt.lr, work.opt.active = opt.lr[at], opt.active[at]
+        loss = objective(*work.guide.params, bank[0][j % BANK], bank[1][j % BANK])
+        torch.where(work.opt.active, loss, torch.zeros_like(loss)).sum().backward()
+        work.opt.step()
         bar.update()
-        log.append(loss.detach().cpu().numpy().astype(float))
+        full = np.full(batch.rows, math.nan)
+        full[work.index] = loss.detach().cpu().numpy()
+        log.append(full)
         advance(
             st,
             log,
@@ -215,6 +261,7 @@ def run_phase(
             adaptive=adaptive,
             restart=restart,
         )
+    work.put_back(opt, guide)
     history = np.stack(log) if log else np.zeros((0, batch.rows))
     losses = [history[: st.steps[r], r].tolist() for r in range(batch.rows)]
     return Phase(losses, st.plateau, st.failed, opt)

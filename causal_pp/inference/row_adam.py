@@ -58,10 +58,28 @@ class RowAdam:
         [3.0, 1.0]
         """
         out = RowAdam(params, 1.0)
-        out.lr, out.t = self.lr[index].clone(), self.t[index].clone()
+        out.lr, out.t, out.active = self.lr[index].clone(), self.t[index].clone(), self.active[index].clone()
         out.m = [m[index].clone() for m in self.m]
         out.v = [v[index].clone() for v in self.v]
         return out
+
+    def put(self, index: torch.Tensor, rows: RowAdam) -> None:
+        """Write the moments and step counts of ``rows`` (a :meth:`select` of this optimiser) back
+        into rows ``index``; learning rates and ``active`` stay this optimiser's.
+
+        Examples
+        --------
+        >>> p = torch.zeros(3, 2, requires_grad=True)
+        >>> opt = RowAdam([p], lr=0.1)
+        >>> some = opt.select([torch.zeros(2, 2)], torch.tensor([2, 0]))
+        >>> some.t += 1
+        >>> opt.put(torch.tensor([2, 0]), some)
+        >>> opt.t.tolist()
+        [1.0, 0.0, 1.0]
+        """
+        self.t[index] = rows.t
+        for mine, theirs in zip(self.m + self.v, rows.m + rows.v, strict=True):
+            mine[index] = theirs
 
     @torch.no_grad()
     def step(self) -> None:
