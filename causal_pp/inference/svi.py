@@ -335,7 +335,8 @@ class SVI(FitMethod):
         ``"normal"`` (mean-field), or a callable ``guide(conditioned_model)``.
     importance, importance_particles
         Correct the guide's draws of the global parameters by adaptive importance resampling
-        (:mod:`causal_pp.inference.importance`), with this many particles per unit.
+        (:mod:`causal_pp.inference.importance`), with this many particles per unit (none where
+        a unit's one latent has a Gaussian conditional: its integral is then done in closed form).
         ``benchmarks/importance_correction.py`` measures both against the exact posterior.
         If the weights degenerate the guide's own draws are kept, with a warning.
     restarts
