@@ -13,8 +13,9 @@ keeps its rows in ``*.csv.part``).
     (``fit(..., importance=False)`` with the same seed: the same fitted guide's own draws,
     uncorrected), ``loop`` (``batched=False``: Pyro's own SVI loop), ``starts150``
     (``restart_steps=150``: the starts ranked after 150 steps, the default before 0.2.0), ``explore``
-    (``restart_init="prior", restart_steps=1000``: starts from prior draws of the globals) and
-    ``r15`` (``restarts=15``: three times the default starts).
+    (``restart_init="prior", restart_steps=1000``: starts from prior draws of the globals),
+    ``r15`` (``restarts=15``: three times the default starts), ``structured`` and
+    ``structured_guide`` (``guide="structured"``, with and without the correction).
 ``protocol``
     The calibration protocol of issue #15: many replicate data sets at one N (default: front-door
     and back-door at N = 200, 200 replicates), fitted with :func:`causal_pp.fit_many` (one batch
@@ -38,8 +39,8 @@ measures the fit, free of the Monte Carlo error of ``estimate`` (issue #13).
 Only public APIs of causal_pp are used. An earlier version of this script (written against the
 package layout before the inference package was split into modules) also evaluated research
 prototypes of the importance correction (population Monte Carlo ``pmc``/``pmc_gh``, by wrapping
-a private function of the library) and fit variants (``r15``: 15 restarts; ``structured``: an
-``AutoStructured`` guide); they are not kept here.
+a private function of the library) and a fit variant (an ``AutoStructured`` guide in Pyro's
+loop, superseded by the batched ``guide="structured"``); they are not kept here.
 
 The NUTS reference
 ------------------
@@ -129,6 +130,9 @@ METHODS: dict[str, dict[str, Any]] = {
     "explore": {"restart_init": "prior", "restart_steps": 1000},
     # more of the default (median) starts: three times the restarts, no longer
     "r15": {"restarts": 15},
+    # the structured family (the globals jointly, each unit's latents given them), and its own draws
+    "structured": {"guide": "structured"},
+    "structured_guide": {"guide": "structured", "importance": False},
 }
 LEVEL = 0.94
 REF_MAX_RHAT = 1.02

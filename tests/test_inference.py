@@ -318,12 +318,12 @@ def test_svi_fit_draws_and_diagnostics():
     assert abs(post.samples["b"].mean().item() - 0.7) < 0.2
 
 
-def _assert_matches_exact_posterior(name: str, n: int, seed: int) -> None:
+def _assert_matches_exact_posterior(name: str, n: int, seed: int, guide: str = "auto") -> None:
     model, truth = MODELS[name]
     data = simulate(model, truth, n, seed=seed)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        post = model.fit(data, method="svi", seed=seed, **QUIET)
+        post = model.fit(data, method="svi", seed=seed, guide=guide, **QUIET)
     d = post.diagnostics
     assert d["is_corrected"], d.get("is_skipped")
     ours = MARGINAL_SEM[name][3](post.samples).double()
@@ -347,14 +347,19 @@ def test_svi_with_importance_correction_matches_the_exact_posterior():
     _assert_matches_exact_posterior("backdoor", 2000, seed=3)
 
 
+def test_the_structured_guide_with_its_correction_matches_the_exact_posterior():
+    _assert_matches_exact_posterior("frontdoor", 2000, seed=3, guide="structured")
+
+
 @pytest.mark.slow
+@pytest.mark.parametrize("guide", ["auto", "structured"])
 @pytest.mark.parametrize("seed", [0, 1, 2])
 @pytest.mark.parametrize("name", ["frontdoor", "backdoor"])
-def test_svi_matches_the_exact_posterior_across_draws(name, seed):
+def test_svi_matches_the_exact_posterior_across_draws(name, seed, guide):
     # N = 2000 only: at a few hundred units these posteriors can be multimodal (see
     # exact_ate_reference), and then neither NUTS nor SVI is a reference for the other;
     # benchmarks/importance_correction.py reports those draws separately.
-    _assert_matches_exact_posterior(name, 2000, seed)
+    _assert_matches_exact_posterior(name, 2000, seed, guide)
 
 
 def test_hopeless_importance_correction_stops_after_its_first_round(small_data, monkeypatch):
@@ -384,7 +389,7 @@ def test_svi_warns_when_elbo_still_falling(small_data):
         )
 
 
-@pytest.mark.parametrize("guide", ["mvn", "normal", "lowrank_mvn"])
+@pytest.mark.parametrize("guide", ["mvn", "normal", "lowrank_mvn", "structured"])
 def test_svi_guides(guide, small_data):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

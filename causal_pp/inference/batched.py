@@ -2,7 +2,8 @@
 
 Independent data sets with independent global parameters are one program with an outer batch
 dimension: the model runs under a plate over *rows* (left of its own plates), each row holds one
-data set, and each row has its own guide (:class:`~causal_pp.inference.batched_guide.BatchedLowRankGuide`).
+data set, and each row has its own guide (a :class:`~causal_pp.inference.batched_guide.RowGuide`: the
+low-rank family, or the structured one of :mod:`~causal_pp.inference.batched_structured`).
 The ELBO is a sum of independent per-row terms, so each row's gradient touches only its own
 parameters; the optimiser (Adam with element-wise gradient clipping, as Pyro's ``ClippedAdam``)
 keeps a learning rate and a phase per row. Per row, as :class:`~causal_pp.inference.SVI` does
@@ -52,8 +53,9 @@ from ..runtime import (
     resolve_device,
     seeded,
 )
-from .batched_guide import BatchedLowRankGuide, median_init, prototype
+from .batched_guide import BatchedLowRankGuide, RowGuide, median_init, prototype
 from .batched_steps import Resume, RowBatch, rows_of, run_phase
+from .batched_structured import BatchedStructuredGuide
 from .data import check_data_shapes, check_support, latent_sites, validate_data
 from .guides import INIT_DRAWS, global_dims, sampled_globals
 from .importance import GaussianView
@@ -71,21 +73,28 @@ __all__ = ["BATCH_WARNING", "batch_fallback_reason", "fallback_reason", "fit_man
 BATCH_WARNING = "causal_pp: SVI fits of data sets"
 
 
-def _view(guide: BatchedLowRankGuide, row: int) -> GaussianView:
+#: The batched family of each ``SVI(guide=...)`` that has one: ``f(layout, init_loc, rank,
+#: globals_, n, generators)``. ``"auto"`` is the low-rank family (see :class:`~causal_pp.inference.SVI`).
+ROW_GUIDES: dict[str, Callable[..., RowGuide]] = {
+    "lowrank_mvn": lambda layout, init, rank, globals_, n, gens: BatchedLowRankGuide(
+        layout, init, rank=rank, generators=gens
+    ),
+    "structured": lambda layout, init, rank, globals_, n, gens: BatchedStructuredGuide(
+        layout, init, globals_=globals_, n=n, generators=gens
+    ),
+}
+ROW_GUIDES["auto"] = ROW_GUIDES["lowrank_mvn"]
+
+
+def _view(guide: RowGuide, row: int) -> GaussianView:
     """Row ``row`` of the batched guide as the Gaussian the importance correction needs."""
-    q = guide.posterior()
-    loc = q.loc[row].detach()
-    W, d = q.cov_factor[row].detach(), q.cov_diag[row].detach()
-
-    def cov(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        return W[a] @ W[b].T + (a.unsqueeze(1) == b.unsqueeze(0)) * d[a].unsqueeze(1)
-
+    q = guide.gaussian(row)
     slots = guide.layout.slots
     shapes = {s.name: tuple(s.transform.inv.forward_shape(s.shape)) for s in slots}
     return GaussianView(
-        loc,
-        cov,
-        (W * W).sum(-1) + d,
+        q.loc,
+        q.cov,
+        q.var,
         {s.name: (s.start, s.stop) for s in slots},
         shapes,
         {s.name: s.support for s in slots},
@@ -130,7 +139,7 @@ def _start_phase(
     rank: int,
     bar: Any,
     globals_: Sequence[str],
-) -> tuple[RowBatch, BatchedLowRankGuide, list[list[float]], Resume | None]:
+) -> tuple[RowBatch, RowGuide, list[list[float]], Resume | None]:
     """Every start of every data set as rows of one batch, for the run's first steps; each data
     set goes on from its best start (see :func:`~causal_pp.inference.svi.best_start`)."""
     R, S = len(seeds), svi.restarts
@@ -145,7 +154,9 @@ def _start_phase(
     ]
     init = torch.stack(inits)
     gens = [torch.Generator().manual_seed(s) for s in row_seeds]
-    guide = BatchedLowRankGuide(layout, init.to(torch.get_default_dtype()), rank=rank, generators=gens)
+    guide = ROW_GUIDES[str(svi.guide)](
+        layout, init.to(torch.get_default_dtype()), rank, globals_, batch.n, gens
+    )
     phase = restart_phase(S, svi.restart_steps, svi.num_steps)
     if phase == 0:
         return batch, guide, [[] for _ in range(R)], None
@@ -357,8 +368,8 @@ def fallback_reason(svi: Any, enum: Sequence[str]) -> str | None:
         return f"method {svi.name!r} has no batched form"
     if svi.batched is False:
         return "SVI(batched=False) asks for Pyro's own SVI loop"
-    if not (isinstance(svi.guide, str) and svi.guide in ("auto", "lowrank_mvn")):
-        return f"guide {svi.guide!r} has no batched form (only the low-rank MVN)"
+    if not (isinstance(svi.guide, str) and svi.guide in ROW_GUIDES):
+        return f"guide {svi.guide!r} has no batched form (only {sorted(ROW_GUIDES)})"
     if enum:
         return f"enumerated discrete latents {list(enum)} have no batched form"
     return None
@@ -480,7 +491,7 @@ def _posterior(
     structure: ProgramStructure,
     globals_: Sequence[str],
     unit_latent: Sequence[str],
-    guide: BatchedLowRankGuide,
+    guide: RowGuide,
     r: int,
     per_row: Mapping[str, torch.Tensor],
     losses: Sequence[float],

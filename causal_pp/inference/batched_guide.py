@@ -13,6 +13,7 @@ generator, so a row's fit does not depend on which other rows share its batch.
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
@@ -26,7 +27,17 @@ from pyro.distributions import LowRankMultivariateNormal
 from pyro.poutine.util import site_is_factor, site_is_subsample
 from torch.distributions import biject_to
 
-__all__ = ["BatchedLowRankGuide", "Layout", "Slot", "draw", "entropy", "median_init", "prototype"]
+__all__ = [
+    "BatchedLowRankGuide",
+    "Gaussian",
+    "Layout",
+    "RowGuide",
+    "Slot",
+    "draw",
+    "entropy",
+    "median_init",
+    "prototype",
+]
 
 
 @dataclass(frozen=True)
@@ -142,7 +153,96 @@ def median_init(
     return torch.cat(parts) if parts else torch.zeros(0)
 
 
-class BatchedLowRankGuide:
+@dataclass(frozen=True)
+class Gaussian:
+    """One row's Gaussian over its flat unconstrained vector: mean, ``cov(rows, cols)`` (a block of
+    the covariance matrix, for index tensors) and marginal variances."""
+
+    loc: torch.Tensor
+    cov: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+    var: torch.Tensor
+
+
+class RowGuide:
+    """What every batched family shares: ``rows`` independent Gaussians over each row's flat
+    unconstrained latent vector, their parameters with the row first, and each row's own noise.
+
+    A family sets ``names`` (its parameter attributes, in :attr:`params` order) and ``noise_sizes``
+    (the standard-normal inputs of one draw), and implements :meth:`drawer` and :meth:`gaussian`.
+    """
+
+    names: tuple[str, ...] = ()
+    layout: Layout
+    generators: list[torch.Generator]
+    loc: torch.Tensor
+
+    @property
+    def params(self) -> list[torch.Tensor]:
+        return [getattr(self, k) for k in self.names]
+
+    @property
+    def noise_sizes(self) -> tuple[int, ...]:
+        raise NotImplementedError
+
+    def drawer(self) -> Callable[..., tuple[torch.Tensor, torch.Tensor]]:
+        """``f(*params, *noise)`` -> draws ``(num, rows, dim)`` and entropies ``(rows,)``: tensors
+        only, so that the ELBO around it can be traced once (:func:`torch.jit.trace`)."""
+        raise NotImplementedError
+
+    def gaussian(self, row: int) -> Gaussian:
+        """Row ``row``'s Gaussian (detached)."""
+        raise NotImplementedError
+
+    def noise(self, num: int, size: int) -> torch.Tensor:
+        """Standard normal draws ``(num, rows, size)``, each row from its own generator."""
+        dtype, device = self.loc.dtype, self.loc.device
+        return torch.stack(
+            [torch.randn((num, size), generator=g, dtype=dtype).to(device) for g in self.generators], dim=1
+        )
+
+    def sample(self, num: int) -> torch.Tensor:
+        """``num`` reparametrised draws per row ``(num, rows, dim)``."""
+        noise = [self.noise(num, size) for size in self.noise_sizes]
+        return self.drawer()(*self.params, *noise)[0]
+
+    def noise_bank(
+        self, num: int, steps: int, live: Sequence[bool] | None = None
+    ) -> tuple[torch.Tensor, ...]:
+        """Standard normal noise for ``steps`` steps of ``num`` draws, one tensor
+        ``(steps, num, rows, size)`` per entry of :attr:`noise_sizes`, each row from its own
+        generator (drawn in one call per row).
+
+        Rows that are not ``live`` (default: all are) get zeros and leave their generator as it
+        was: a row that has stopped draws nothing more while the others go on, so its later draws
+        (its posterior) do not depend on how long its batch mates run."""
+        out = []
+        for size in self.noise_sizes:
+            per_row = [
+                torch.randn((steps, num, size), generator=g, dtype=self.loc.dtype)
+                if live is None or live[i]
+                else torch.zeros((steps, num, size), dtype=self.loc.dtype)
+                for i, g in enumerate(self.generators)
+            ]
+            out.append(torch.stack(per_row, dim=2).to(self.loc.device))
+        return tuple(out)
+
+    def put(self, index: torch.Tensor, rows: RowGuide) -> None:
+        """Write the parameters of ``rows`` (a :meth:`select` of this guide) back into rows ``index``."""
+        with torch.no_grad():
+            for mine, theirs in zip(self.params, rows.params, strict=True):
+                mine[index] = theirs.detach()
+
+    def select(self, index: torch.Tensor) -> RowGuide:
+        """A guide made of the given rows (e.g. the best start of each data set), detached."""
+        out = copy.copy(self)
+        out.layout = Layout(self.layout.slots, len(index))
+        out.generators = [self.generators[int(i)] for i in index]
+        for k in self.names:
+            setattr(out, k, getattr(self, k).detach()[index].clone().requires_grad_(True))
+        return out
+
+
+class BatchedLowRankGuide(RowGuide):
     """``rows`` independent low-rank-plus-diagonal Gaussians over each row's latent vector.
 
     Parameters
@@ -169,6 +269,8 @@ class BatchedLowRankGuide:
     torch.Size([3, 2, 1])
     """
 
+    names = ("loc", "raw_scale", "cov_factor")
+
     def __init__(
         self,
         layout: Layout,
@@ -194,62 +296,25 @@ class BatchedLowRankGuide:
         self.cov_factor = factor.requires_grad_(True)
 
     @property
-    def params(self) -> list[torch.Tensor]:
-        return [self.loc, self.raw_scale, self.cov_factor]
+    def noise_sizes(self) -> tuple[int, ...]:
+        return (self.rank, self.loc.shape[1])
+
+    def drawer(self) -> Callable[..., tuple[torch.Tensor, torch.Tensor]]:
+        return draw
+
+    def gaussian(self, row: int) -> Gaussian:
+        q = self.posterior()
+        W, d = q.cov_factor[row].detach(), q.cov_diag[row].detach()
+
+        def cov(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+            return W[a] @ W[b].T + (a.unsqueeze(1) == b.unsqueeze(0)) * d[a].unsqueeze(1)
+
+        return Gaussian(q.loc[row].detach(), cov, (W * W).sum(-1) + d)
 
     def posterior(self) -> LowRankMultivariateNormal:
         """The rows' Gaussians, batch shape ``(rows,)``."""
         scale = F.softplus(self.raw_scale)
         return LowRankMultivariateNormal(self.loc, self.cov_factor * scale.unsqueeze(-1), scale * scale)
-
-    def noise(self, num: int, size: int) -> torch.Tensor:
-        """Standard normal draws ``(num, rows, size)``, each row from its own generator."""
-        dtype, device = self.loc.dtype, self.loc.device
-        return torch.stack(
-            [torch.randn((num, size), generator=g, dtype=dtype).to(device) for g in self.generators], dim=1
-        )
-
-    def sample(self, num: int) -> torch.Tensor:
-        """``num`` reparametrised draws per row ``(num, rows, dim)``."""
-        e_w, e_d = self.noise(num, self.rank), self.noise(num, self.loc.shape[1])
-        return draw(self.loc, self.raw_scale, self.cov_factor, e_w, e_d)[0]
-
-    def noise_bank(
-        self, num: int, steps: int, live: Sequence[bool] | None = None
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Standard normal noise for ``steps`` steps of ``num`` draws: ``(steps, num, rows, rank)`` and
-        ``(steps, num, rows, dim)``, each row from its own generator (drawn in one call per row).
-
-        Rows that are not ``live`` (default: all are) get zeros and leave their generator as it
-        was: a row that has stopped draws nothing more while the others go on, so its later draws
-        (its posterior) do not depend on how long its batch mates run."""
-        out = []
-        for size in (self.rank, self.loc.shape[1]):
-            per_row = [
-                torch.randn((steps, num, size), generator=g, dtype=self.loc.dtype)
-                if live is None or live[i]
-                else torch.zeros((steps, num, size), dtype=self.loc.dtype)
-                for i, g in enumerate(self.generators)
-            ]
-            out.append(torch.stack(per_row, dim=2).to(self.loc.device))
-        return out[0], out[1]
-
-    def put(self, index: torch.Tensor, rows: BatchedLowRankGuide) -> None:
-        """Write the parameters of ``rows`` (a :meth:`select` of this guide) back into rows ``index``."""
-        with torch.no_grad():
-            for mine, theirs in zip(self.params, rows.params, strict=True):
-                mine[index] = theirs.detach()
-
-    def select(self, index: torch.Tensor) -> BatchedLowRankGuide:
-        """A guide made of the given rows (e.g. the best start of each data set), detached."""
-        out = object.__new__(BatchedLowRankGuide)
-        out.layout = Layout(self.layout.slots, len(index))
-        out.rank = self.rank
-        out.generators = [self.generators[int(i)] for i in index]
-        out.loc = self.loc.detach()[index].clone().requires_grad_(True)
-        out.raw_scale = self.raw_scale.detach()[index].clone().requires_grad_(True)
-        out.cov_factor = self.cov_factor.detach()[index].clone().requires_grad_(True)
-        return out
 
 
 def draw(

@@ -20,7 +20,7 @@ import torch
 from pyro import poutine
 
 from ..model import CausalModel
-from .batched_guide import BatchedLowRankGuide, Layout, draw, prototype
+from .batched_guide import Layout, RowGuide, prototype
 from .row_adam import RowAdam
 from .svi import SVI_MIN_STEPS, Plateau, plateau_test, schedule
 
@@ -63,18 +63,13 @@ class RowBatch:
     def layout(self, single: Mapping[str, Any]) -> Layout:
         return Layout.of(single, prototype(self.program), self.names, self.rows)
 
-    def objective(self, layout: Layout, particles: int) -> Callable[..., torch.Tensor]:
-        """``f(loc, raw_scale, cov_factor, e_w, e_d)``: per-row negative ELBO ``(rows,)``, averaged
-        over the ``particles`` draws the noise gives."""
+    def objective(self, guide: RowGuide, particles: int) -> Callable[..., torch.Tensor]:
+        """``f(*guide.params, *noise)``: per-row negative ELBO ``(rows,)``, averaged over the
+        ``particles`` draws the noise gives (one tensor per entry of ``guide.noise_sizes``)."""
+        layout, draw = guide.layout, guide.drawer()
 
-        def negative_elbo(
-            loc: torch.Tensor,
-            raw_scale: torch.Tensor,
-            cov_factor: torch.Tensor,
-            e_w: torch.Tensor,
-            e_d: torch.Tensor,
-        ) -> torch.Tensor:
-            z, entropy = draw(loc, raw_scale, cov_factor, e_w, e_d)
+        def negative_elbo(*args: torch.Tensor) -> torch.Tensor:
+            z, entropy = draw(*args)
             values, log_j = layout.unpack(z)
             with pyro.plate("_particles", particles, dim=-(self.P + 2)):
                 tr = poutine.trace(self.program).get_trace(values)
@@ -100,15 +95,15 @@ BANK = 64  # steps of noise drawn at once per row
 
 
 def compiled(
-    fn: Callable[..., torch.Tensor], guide: BatchedLowRankGuide, particles: int, jit: bool
+    fn: Callable[..., torch.Tensor], guide: RowGuide, particles: int, jit: bool
 ) -> Callable[..., torch.Tensor]:
     """``fn`` traced once with TorchScript (as Pyro's JitTrace_ELBO does), or ``fn`` itself."""
     if not jit:
         return fn
-    rows, dim = guide.loc.shape
+    rows = guide.loc.shape[0]
     # example noise of the right shapes: the rows' own random streams stay untouched
-    zeros = guide.loc.new_zeros
-    example = (*guide.params, zeros((particles, rows, guide.rank)), zeros((particles, rows, dim)))
+    noise = [guide.loc.new_zeros((particles, rows, size)) for size in guide.noise_sizes]
+    example = (*guide.params, *noise)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
         warnings.filterwarnings("ignore", message="`torch.jit.trace` is deprecated")
@@ -171,18 +166,18 @@ class Working:
     own guide and optimiser; ``index`` maps them to the phase's rows."""
 
     batch: RowBatch
-    guide: BatchedLowRankGuide
+    guide: RowGuide
     opt: RowAdam
     index: np.ndarray
 
-    def put_back(self, opt: RowAdam, guide: BatchedLowRankGuide) -> None:
+    def put_back(self, opt: RowAdam, guide: RowGuide) -> None:
         """The working rows' parameters and optimiser state, written into the phase's ``guide``/``opt``."""
         if self.guide is not guide:
             index = torch.as_tensor(self.index)
             guide.put(index, self.guide)
             opt.put(index, self.opt)
 
-    def compact(self, batch: RowBatch, opt: RowAdam, guide: BatchedLowRankGuide, live: np.ndarray) -> Working:
+    def compact(self, batch: RowBatch, opt: RowAdam, guide: RowGuide, live: np.ndarray) -> Working:
         """The phase's live rows alone (at a block of noise's boundary, so no row's random stream moves)."""
         self.put_back(opt, guide)
         index = torch.as_tensor(live, dtype=torch.long)
@@ -192,7 +187,7 @@ class Working:
 
 def run_phase(
     batch: RowBatch,
-    guide: BatchedLowRankGuide,
+    guide: RowGuide,
     *,
     steps: int | None,
     particles: int,
@@ -227,22 +222,20 @@ def run_phase(
                 st.plateau[r] = plateau_test(np.stack(log)[:, r], block)
                 end_constant(st, opt, r, lr=lr, lr_decay=lr_decay, anneal=anneal)
     work = Working(batch, guide, opt, np.arange(batch.rows))
-    objective = compiled(batch.objective(guide.layout, particles), guide, particles, jit)
-    bank: tuple[torch.Tensor, torch.Tensor] | None = None
+    objective = compiled(batch.objective(guide, particles), guide, particles, jit)
+    bank: tuple[torch.Tensor, ...] = ()
     for j in range(max(0, main_max + anneal - len(log))):
         if st.done.all():
             break
         if j % BANK == 0:  # each row's noise, drawn from its own generator in blocks of steps
             if not restart and (~st.done[work.index]).sum() <= COMPACT * len(work.index):
                 work = work.compact(batch, opt, guide, np.flatnonzero(~st.done))
-                objective = compiled(
-                    work.batch.objective(work.guide.layout, particles), work.guide, particles, jit
-                )
+                objective = compiled(work.batch.objective(work.guide, particles), work.guide, particles, jit)
             bank = work.guide.noise_bank(particles, BANK, ~st.done[work.index])
         if work.opt is not opt:  # the phase's optimiser keeps every row's rate and phase
             at = torch.as_tensor(work.index)
             work.opt.lr, work.opt.active = opt.lr[at], opt.active[at]
-        loss = objective(*work.guide.params, bank[0][j % BANK], bank[1][j % BANK])
+        loss = objective(*work.guide.params, *(b[j % BANK] for b in bank))
         torch.where(work.opt.active, loss, torch.zeros_like(loss)).sum().backward()
         work.opt.step()
         bar.update()

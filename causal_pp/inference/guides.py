@@ -16,6 +16,8 @@ from pyro.infer.autoguide import (
     init_to_sample,
 )
 
+from ..errors import InvalidArgumentError
+
 if TYPE_CHECKING:  # pragma: no cover
     from ..program import ProgramStructure
 
@@ -30,7 +32,7 @@ __all__ = [
 ]
 
 
-GUIDES = ("auto", "lowrank_mvn", "mvn", "normal")
+GUIDES = ("auto", "lowrank_mvn", "mvn", "normal", "structured")
 
 
 def global_dims(s: ProgramStructure, globals_: list[str]) -> int:
@@ -82,6 +84,11 @@ def make_guide(
 ) -> Any:
     if callable(guide):
         return guide(model)
+    if guide == "structured":  # only batched (causal_pp.inference.batched_structured)
+        raise InvalidArgumentError(
+            "guide='structured' has only a batched form, which enumerated discrete latents and "
+            "SVI(batched=False) do not use; choose guide='auto' for this model."
+        )
     init = init or init_to_median(num_samples=INIT_DRAWS)
     if guide in ("auto", "lowrank_mvn"):
         if latent_dim < 2:

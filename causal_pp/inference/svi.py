@@ -25,7 +25,7 @@ from pyro.infer import JitTrace_ELBO, JitTraceEnum_ELBO, Trace_ELBO, TraceEnum_E
 from tqdm.auto import tqdm
 
 from .. import validation as check
-from ..errors import InferenceError
+from ..errors import InferenceError, InvalidArgumentError
 from ..runtime import seeded
 from .guides import GUIDES, RESTART_INITS, global_dims, make_guide, start_init
 from .importance import IS_MIN_ESS, importance_correct
@@ -332,7 +332,10 @@ class SVI(FitMethod):
         global and per-unit latents, rank = number of global dimensions + 2, which can represent
         how per-unit latents co-vary with the global parameters -- mean-field guides cannot, and
         are badly overconfident for these models), ``"mvn"`` (full covariance; small models),
-        ``"normal"`` (mean-field), or a callable ``guide(conditioned_model)``.
+        ``"normal"`` (mean-field), ``"structured"`` (the globals' full-covariance Gaussian and
+        every per-unit latent linear-Gaussian given them: :mod:`~causal_pp.inference.batched_structured`;
+        batched only, and much cheaper per step for models with many latents per unit), or a
+        callable ``guide(conditioned_model)``.
     importance, importance_particles
         Correct the guide's draws of the global parameters by adaptive importance resampling
         (:mod:`causal_pp.inference.importance`), with this many particles per unit (none where
@@ -406,6 +409,11 @@ class SVI(FitMethod):
         check.choice("restart_init", self.restart_init, RESTART_INITS)
         check.boolean("jit_compile", self.jit_compile)
         check.boolean("batched", self.batched)
+        if self.guide == "structured" and not self.batched:
+            raise InvalidArgumentError(
+                "guide='structured' has only a batched form; use SVI(batched=True) (the default) "
+                "or another guide."
+            )
 
     def run(self, problem: FitProblem) -> FitResult:
         """Fit the guide, draw from it, correct the draws; diagnostics of every step."""

@@ -1,0 +1,92 @@
+"""The structured batched family: the globals' full-covariance Gaussian, per-unit latents given them."""
+
+from __future__ import annotations
+
+import math
+
+import pyro.distributions as dist
+import pytest
+import torch
+
+from causal_pp import InvalidArgumentError
+from causal_pp.inference import SVI
+from causal_pp.inference.batched_guide import Layout, Slot
+from causal_pp.inference.batched_structured import BatchedStructuredGuide
+
+REAL = dist.Normal(0, 1).support
+
+
+def _guide(rows: int = 2, seed: int = 0) -> BatchedStructuredGuide:
+    # 3 units with two latent sites each, between and after global ones: every unit's two latents
+    # form one block, and the draws must land in the layout's order
+    slots = (
+        Slot("a", (2,), (rows, 2), 0, 2, REAL, (2,)),
+        Slot("z1", (3,), (rows, 3), 2, 5, REAL, (3,)),
+        Slot("b", (), (rows, 1), 5, 6, REAL, ()),
+        Slot("z2", (3,), (rows, 3), 6, 9, REAL, (3,)),
+    )
+    gens = [torch.Generator().manual_seed(seed + r) for r in range(rows)]
+    init = torch.zeros(rows, 9, dtype=torch.float64)
+    g = BatchedStructuredGuide(Layout(slots, rows), init, globals_=["a", "b"], n=3, generators=gens)
+    # parameters away from their start, so that every term of the draw and the entropy counts
+    torch.manual_seed(seed)
+    with torch.no_grad():
+        for p in g.params:
+            p.copy_(0.7 * torch.randn_like(p))
+    return g
+
+
+ALL = torch.arange(9)
+
+
+def test_draws_have_the_gaussian_the_guide_reports() -> None:
+    g = _guide()
+    z = g.sample(200_000).double()
+    for row in range(2):
+        q = g.gaussian(row)
+        cov = q.cov(ALL, ALL)
+        assert torch.allclose(cov.diagonal(), q.var)
+        zr = z[:, row]
+        se = (q.var / z.shape[0]).sqrt()
+        assert torch.all((zr.mean(0) - q.loc).abs() < 5 * se)
+        # each entry's standard error is at most sqrt(2 / 2e5) of the largest variance
+        assert torch.allclose(torch.cov(zr.T), cov, atol=0.02 * float(q.var.max()))
+        # given the globals, a unit's two latents co-vary; different units' latents do not
+        g_idx, z_idx = torch.tensor([0, 1, 5]), torch.tensor([2, 3, 4, 6, 7, 8])
+        cond = cov[z_idx][:, z_idx] - cov[z_idx][:, g_idx] @ torch.linalg.solve(
+            cov[g_idx][:, g_idx], cov[g_idx][:, z_idx]
+        )
+        unit = torch.tensor([0, 1, 2, 0, 1, 2])
+        other = unit.unsqueeze(0) != unit.unsqueeze(1)
+        assert (
+            cond[other].abs().max() < 1e-9
+            and cond[~other & ~torch.eye(6, dtype=torch.bool)].abs().min() > 1e-3
+        )
+
+
+def test_entropy_is_the_gaussian_entropy() -> None:
+    g = _guide()
+    noise = [torch.zeros(1, 2, k, dtype=torch.float64) for k in g.noise_sizes]
+    with torch.no_grad():
+        _, entropy = g.drawer()(*g.params, *noise)
+    for row in range(2):
+        exact = torch.distributions.MultivariateNormal(
+            torch.zeros(9, dtype=torch.float64), g.gaussian(row).cov(ALL, ALL)
+        )
+        assert math.isclose(float(entropy[row]), float(exact.entropy()), rel_tol=0, abs_tol=1e-9)
+
+
+def test_selected_rows_are_those_rows_and_write_back() -> None:
+    g = _guide(rows=3)
+    sub = g.select(torch.tensor([2, 0]))
+    assert torch.equal(sub.gaussian(0).cov(ALL, ALL), g.gaussian(2).cov(ALL, ALL))
+    assert torch.equal(sub.gaussian(1).loc, g.gaussian(0).loc)
+    with torch.no_grad():
+        sub.dep.add_(1.0)
+    g.put(torch.tensor([2, 0]), sub)
+    assert torch.equal(g.dep[2], sub.dep[0]) and torch.equal(g.dep[0], sub.dep[1])
+
+
+def test_structured_has_only_a_batched_form() -> None:
+    with pytest.raises(InvalidArgumentError, match="batched"):
+        SVI(guide="structured", batched=False)
