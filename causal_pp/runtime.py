@@ -35,7 +35,7 @@ def resolve_device(device: str | torch.device) -> torch.device:
     """
     try:
         dev = torch.device(device)
-    except (RuntimeError, TypeError) as err:
+    except (RuntimeError, TypeError, ValueError) as err:  # ValueError: an int beyond a long (10**30)
         raise DeviceError(f"{device!r} is not a torch device ('cpu' or 'cuda'): {err}") from None
     if dev.type == "cuda":
         if not torch.cuda.is_available():

@@ -90,3 +90,11 @@ def test_selected_rows_are_those_rows_and_write_back() -> None:
 def test_structured_has_only_a_batched_form() -> None:
     with pytest.raises(InvalidArgumentError, match="batched"):
         SVI(guide="structured", batched=False)
+
+
+def test_a_model_without_per_unit_latents_is_the_globals_full_covariance_gaussian() -> None:
+    lay = Layout((Slot("b", (2,), (1, 2), 0, 2, REAL, (2,)),), rows=1)
+    g = BatchedStructuredGuide(lay, torch.zeros(1, 2), globals_=["b"], n=5, generators=[torch.Generator()])
+    assert g.noise_sizes == (2, 0) and g.sample(3).shape == (3, 1, 2)
+    cov = g.gaussian(0).cov(torch.arange(2), torch.arange(2))
+    assert torch.allclose(cov, 0.01 * torch.eye(2))  # the initial scale, 0.1

@@ -21,7 +21,7 @@ import pandas as pd
 import pytest
 import torch
 from _linear_models import FRONTDOOR_GRAPH, FRONTDOOR_TRUTH, frontdoor, simulate
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from causal_pp import ATE, Interventional, validate_data
@@ -56,7 +56,7 @@ def _small_valid(name: str) -> st.SearchStrategy[Any]:
         "lr": st.floats(1e-4, 0.5),
         "lr_decay": st.floats(0.01, 1.0),
         "num_particles": st.integers(1, 3),
-        "guide": st.sampled_from(["auto", "lowrank_mvn", "mvn", "normal"]),
+        "guide": st.sampled_from(["auto", "lowrank_mvn", "mvn", "normal", "structured"]),
         "importance": st.booleans(),
         "importance_particles": st.integers(1, 8),
         "restarts": st.integers(1, 2),
@@ -118,6 +118,7 @@ def test_fit_options_are_accepted_or_refused_with_our_errors(method: Any, option
     device=st.one_of(st.sampled_from(["cpu", "cuda:7", "tpu", ""]), ODD),
     progress_bar=st.one_of(st.booleans(), ODD),
 )
+@example(seed=0, threads="auto", device=10**30, progress_bar=False)  # torch raised a bare ValueError
 def test_fit_arguments_are_accepted_or_refused_with_our_errors(seed, threads, device, progress_bar) -> None:
     with contextlib.suppress(CausalPPError):
         frontdoor.fit(

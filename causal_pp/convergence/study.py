@@ -87,7 +87,7 @@ def study(
     batch_size
         Replicates of one N fitted together by :func:`~causal_pp.inference.fit_many` (one
         vectorised SVI program; each replicate keeps its own seeds, restarts and convergence).
-        ``None`` fits every cell on its own. NUTS, guides other than the low-rank MVN and
+        ``None`` fits every cell on its own. NUTS, guides without a batched form and
         enumerated discrete latents are always fitted cell by cell (``on_notice`` says so).
     on_notice
         Called with each notice (other settings' cells in ``out``, waiting for another process);

@@ -11,7 +11,8 @@ method interface             :class:`FitMethod`, :class:`FitProblem`, the method
 :func:`fit_many`             many data sets of one size in one vectorised SVI program        :mod:`.batched`
                              (``fit``'s SVI: a batch of one)
 batched optimisation         the rows' program, per-row ELBO, steps, stopping                :mod:`.batched_steps`
-batched guide                one independent low-rank Gaussian per data set (row)            :mod:`.batched_guide`
+batched guide                one Gaussian per data set (row); the low-rank family            :mod:`.batched_guide`
+structured batched guide     globals jointly, each unit's latents given them (default)       :mod:`.batched_structured`
 per-row Adam                 ClippedAdam with a learning rate and a phase per row            :mod:`.row_adam`
 guides                       Pyro autoguides and their Gaussian in closed form               :mod:`.guides`
 importance correction        per-unit Laplace proposals, adaptive IS over the globals        :mod:`.importance`

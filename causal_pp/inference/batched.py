@@ -74,7 +74,7 @@ BATCH_WARNING = "causal_pp: SVI fits of data sets"
 
 
 #: The batched family of each ``SVI(guide=...)`` that has one: ``f(layout, init_loc, rank,
-#: globals_, n, generators)``. ``"auto"`` is the low-rank family (see :class:`~causal_pp.inference.SVI`).
+#: globals_, n, generators)``. ``"auto"`` is the structured family (see :class:`~causal_pp.inference.SVI`).
 ROW_GUIDES: dict[str, Callable[..., RowGuide]] = {
     "lowrank_mvn": lambda layout, init, rank, globals_, n, gens: BatchedLowRankGuide(
         layout, init, rank=rank, generators=gens
@@ -83,7 +83,7 @@ ROW_GUIDES: dict[str, Callable[..., RowGuide]] = {
         layout, init, globals_=globals_, n=n, generators=gens
     ),
 }
-ROW_GUIDES["auto"] = ROW_GUIDES["lowrank_mvn"]
+ROW_GUIDES["auto"] = ROW_GUIDES["structured"]
 
 
 def _view(guide: RowGuide, row: int) -> GaussianView:
@@ -211,7 +211,8 @@ def fit_many(
     Each data set gets what :func:`~causal_pp.inference.fit` with ``method="svi"`` gives it --
     restarts, adaptive steps, annealing, the importance correction, diagnostics -- decided per data
     set, in one batch (see the module docstring). Where the batch cannot apply (NUTS; a guide
-    other than the low-rank MVN; enumerated discrete latents) every data set is fitted on its own,
+    without a batched form: ``"mvn"``, ``"normal"``, a callable; enumerated discrete latents) every
+    data set is fitted on its own,
     and each posterior's ``diagnostics["batched"]`` says so with the reason.
 
     Parameters
@@ -305,7 +306,7 @@ def fit_one(
     threads: int | None,
 ) -> CausalPosterior:
     """One data set through the vectorised path: what :func:`~causal_pp.inference.fit` runs for
-    ``SVI(batched=True)`` with the low-rank guide (a batch of one row; the same fit as
+    ``SVI(batched=True)`` with a batched guide (a batch of one row; the same fit as
     ``fit_many([data])[0]``).
 
     ``data`` is validated, ``structure`` checked against it and ``threads`` resolved by the caller.

@@ -150,7 +150,7 @@ class BatchedStructuredGuide(RowGuide):
             factor = factor[self.order]
             eye_u = torch.eye(d, dtype=scale.dtype, device=scale.device)
             Lu = s_z.reshape(units, d, 1) * (eye_u + self.unit_tril[row].tril(-1))
-            own = torch.zeros((dim, max(d, 1)), dtype=scale.dtype, device=scale.device)
+            own = torch.zeros((dim, d), dtype=scale.dtype, device=scale.device)
             own[self.z_index] = Lu.reshape(units * d, d)
             unit = torch.full((dim,), -1, dtype=torch.long, device=scale.device)
             unit[self.z_index] = torch.arange(units, device=scale.device).repeat_interleave(d)

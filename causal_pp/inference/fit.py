@@ -153,7 +153,7 @@ def fit(
             UserWarning,
             stacklevel=3,
         )
-    if fallback_reason(fit_method, enum) is None:  # SVI with the low-rank guide: the vectorised path
+    if fallback_reason(fit_method, enum) is None:  # SVI with a batched guide: the vectorised path
         post = fit_one(
             model, cpu_data, svi=fit_method, seed=seed, structure=structure, device=dev,
             progress_bar=progress_bar, model_args=tuple(model_args), model_kwargs=model_kwargs, threads=threads,

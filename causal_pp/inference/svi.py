@@ -328,14 +328,15 @@ class SVI(FitMethod):
     num_particles
         Vectorised ELBO particles.
     guide
-        ``"auto"`` (= ``"lowrank_mvn"``: a low-rank-plus-diagonal multivariate normal over all
-        global and per-unit latents, rank = number of global dimensions + 2, which can represent
-        how per-unit latents co-vary with the global parameters -- mean-field guides cannot, and
-        are badly overconfident for these models), ``"mvn"`` (full covariance; small models),
-        ``"normal"`` (mean-field), ``"structured"`` (the globals' full-covariance Gaussian and
-        every per-unit latent linear-Gaussian given them: :mod:`~causal_pp.inference.batched_structured`;
-        batched only, and much cheaper per step for models with many latents per unit), or a
-        callable ``guide(conditioned_model)``.
+        ``"auto"`` (default): ``"structured"`` on the batched path, ``"lowrank_mvn"`` in Pyro's
+        loop. ``"structured"``: a full-covariance Gaussian over the global parameters and, per
+        unit, its latents linear-Gaussian given them with a covariance of their own
+        (:mod:`~causal_pp.inference.batched_structured`; the posterior's own conditional
+        independence; batched only). ``"lowrank_mvn"``: a low-rank-plus-diagonal multivariate
+        normal over all global and per-unit latents, rank = number of global dimensions + 2. Both
+        represent how per-unit latents co-vary with the global parameters -- mean-field guides
+        cannot, and are badly overconfident for these models. ``"mvn"`` (full covariance; small
+        models), ``"normal"`` (mean-field), or a callable ``guide(conditioned_model)``.
     importance, importance_particles
         Correct the guide's draws of the global parameters by adaptive importance resampling
         (:mod:`causal_pp.inference.importance`), with this many particles per unit (none where
@@ -359,7 +360,7 @@ class SVI(FitMethod):
     jit_compile
         Trace the ELBO once with TorchScript.
     batched
-        With the low-rank guide and no enumerated latents: ``True`` (default) -- the vectorised
+        With a batched guide and no enumerated latents: ``True`` (default) -- the vectorised
         path of :func:`~causal_pp.inference.fit_many` (for ``fit``, a batch of
         one data set: the same schedule, starts, importance correction and diagnostics, with
         ``diagnostics["batched"]`` True); ``False`` -- Pyro's ``SVI`` with its autoguide, one
