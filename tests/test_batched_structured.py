@@ -98,3 +98,13 @@ def test_a_model_without_per_unit_latents_is_the_globals_full_covariance_gaussia
     assert g.noise_sizes == (2, 0) and g.sample(3).shape == (3, 1, 2)
     cov = g.gaussian(0).cov(torch.arange(2), torch.arange(2))
     assert torch.allclose(cov, 0.01 * torch.eye(2))  # the initial scale, 0.1
+
+
+def test_the_family_says_how_it_groups_a_units_latents() -> None:
+    assert _guide().describe().endswith("each of 3 units' 2 latent(s) jointly normal given them")
+    # a per-unit site without the unit first (another plate outside the units'): ungrouped, and said
+    slots = (Slot("b", (), (1, 1), 0, 1, REAL, ()), Slot("z", (2, 3), (1, 2, 3), 1, 7, REAL, (2, 3)))
+    g = BatchedStructuredGuide(
+        Layout(slots, 1), torch.zeros(1, 7), globals_=["b"], n=3, generators=[torch.Generator()]
+    )
+    assert "not grouped" in g.describe() and g.noise_sizes == (1, 6)

@@ -314,6 +314,7 @@ def test_svi_fit_draws_and_diagnostics():
     assert post.samples["b"].shape == (200,)
     assert d["loss"].shape == (600,) and np.isfinite(d["final_elbo"])
     assert d["guide_class"] == "BatchedStructuredGuide"  # fit's default: the vectorised path
+    assert d["guide_family"].startswith("full-covariance normal over")
     assert "converged" in d and "is_corrected" in d
     assert abs(post.samples["b"].mean().item() - 0.7) < 0.2
 

@@ -514,6 +514,7 @@ def _posterior(
     is_info["restart_losses"] = list(start_scores)
     diagnostics = svi.diagnostics(type(guide).__name__, loss_arr, plateau, is_info)
     diagnostics.update(extra)
+    diagnostics["guide_family"] = guide.describe()
     diagnostics["time_s"] = extra["batch_time_s"] / extra["batch_size"] + (time.perf_counter() - t0)
     diagnostics["enumerated"] = ()
     for k, v in draws.items():

@@ -193,6 +193,10 @@ class RowGuide:
         """Row ``row``'s Gaussian (detached)."""
         raise NotImplementedError
 
+    def describe(self) -> str:
+        """The family's shape in words (a fit's ``diagnostics["guide_family"]``)."""
+        raise NotImplementedError
+
     def noise(self, num: int, size: int) -> torch.Tensor:
         """Standard normal draws ``(num, rows, size)``, each row from its own generator."""
         dtype, device = self.loc.dtype, self.loc.device
@@ -301,6 +305,9 @@ class BatchedLowRankGuide(RowGuide):
 
     def drawer(self) -> Callable[..., tuple[torch.Tensor, torch.Tensor]]:
         return draw
+
+    def describe(self) -> str:
+        return f"low-rank normal over all {self.loc.shape[1]} latent dimensions, rank {self.rank}"
 
     def gaussian(self, row: int) -> Gaussian:
         q = self.posterior()

@@ -92,7 +92,7 @@ class BatchedStructuredGuide(RowGuide):
         blocks = unit_blocks(layout, globals_, n)
         self.g_index = torch.tensor(g_pos, dtype=torch.long).to(device)
         self.z_index = blocks.reshape(-1).to(device)  # unit by unit
-        self.block = tuple(blocks.shape)
+        self.block, self.n = tuple(blocks.shape), n
         # draws are made globals first, then the units' latents, and put back in the layout's order
         self.order = torch.argsort(torch.cat([self.g_index, self.z_index]))
         G, (units, d) = len(g_pos), self.block
@@ -135,6 +135,27 @@ class BatchedStructuredGuide(RowGuide):
             return z, 0.5 * dim * (1.0 + math.log(2 * math.pi)) + torch.log(scale).sum(-1)
 
         return structured_draw
+
+    def describe(self) -> str:
+        """Examples
+        --------
+        >>> import pyro.distributions as dist
+        >>> from causal_pp.inference.batched_guide import Slot
+        >>> lay = Layout((Slot("b", (), (1, 1), 0, 1, dist.Normal(0, 1).support),), rows=1)
+        >>> BatchedStructuredGuide(lay, torch.zeros(1, 1), globals_=["b"], n=3,
+        ...                        generators=[torch.Generator()]).describe()
+        'full-covariance normal over 1 global dimensions; no per-unit latents'
+        """
+        (units, d), G = self.block, len(self.g_index)
+        head = f"full-covariance normal over {G} global dimensions"
+        if units == 0:
+            return f"{head}; no per-unit latents"
+        if d == 1 and units != self.n:  # unit_blocks' fallback: each element its own block
+            return (
+                f"{head}; each of {units} per-unit latent elements normal given them, alone (a "
+                "per-unit site does not have the unit first, so a unit's latents are not grouped)"
+            )
+        return f"{head}; each of {units} units' {d} latent(s) jointly normal given them"
 
     def gaussian(self, row: int) -> Gaussian:
         """The joint Gaussian: the factor ``[L; A L]`` on the globals' noise, plus the units' own
