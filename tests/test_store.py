@@ -125,6 +125,18 @@ CHANGES = {
 }
 
 
+def test_a_change_of_the_codes_numbers_rekeys_every_cell(monkeypatch) -> None:
+    # a new default (e.g. the guide) moves a cell's numbers under unchanged settings: the results
+    # revision is part of the key, so a rerun computes afresh instead of reusing the old cells
+    from causal_pp import version
+
+    before = BASE.replace(version=None)
+    assert before.version.endswith(f"+r{version.RESULTS_REVISION}")
+    monkeypatch.setattr(version, "RESULTS_REVISION", version.RESULTS_REVISION + 1)
+    after = BASE.replace(version=None)
+    assert after.key != before.key and after.version != before.version
+
+
 @pytest.mark.parametrize("changed", list(CHANGES))
 def test_changed_settings_get_another_key_and_never_see_old_cells(tmp_path, changed):
     other = BASE.replace(**CHANGES[changed])

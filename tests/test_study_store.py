@@ -136,9 +136,9 @@ def test_rerun_with_other_simulator_code_or_version_refits(
     study(_Case(log), out=tmp_path, **GRID)
     study(_OtherCase(log), out=tmp_path, on_notice=lambda m: None, **GRID)  # same name, other code
     assert len(_fits(log)) == 12
-    import causal_pp.convergence.keys as keys
+    import causal_pp.version as version
 
-    monkeypatch.setattr(keys, "__version__", "99.0")
+    monkeypatch.setattr(version, "__version__", "99.0")
     notices: list[str] = []
     study(_Case(log), out=tmp_path, on_notice=notices.append, **GRID)
     assert len(_fits(log)) == 18

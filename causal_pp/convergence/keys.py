@@ -27,8 +27,8 @@ from typing import Any
 
 import numpy as np
 
+from .. import version as library_version
 from ..errors import InvalidArgumentError
-from ..version import __version__
 
 __all__ = [
     "FLOAT_TAG",
@@ -110,7 +110,9 @@ def canonical_json(value: Any) -> str:
 
 
 def _version() -> str:
-    return __version__
+    """The code a cell's numbers come from: the version and its results revision (``0.2.0+r2``)."""
+    # read at call time: a test (or a plugin) that bumps the revision re-keys what follows
+    return f"{library_version.__version__}+r{library_version.RESULTS_REVISION}"
 
 
 def _no_address(text: str, what: str) -> str:
@@ -145,7 +147,8 @@ class Settings:
     device
         The torch device the cell runs on.
     version
-        The causal_pp version; ``None`` reads ``causal_pp.__version__``.
+        The code the cell's numbers come from; ``None``: causal_pp's version and its results
+        revision (``causal_pp.version.RESULTS_REVISION``), e.g. ``"0.2.0+r2"``.
     extra
         Anything else that changes a cell (e.g. a truth-sampling setting), as plain data.
 

@@ -90,6 +90,9 @@ class RowAdam:
         b1, b2 = _BETAS
         t = self.t.clamp_min(1.0)
         act = self.active.to(self.t.dtype)
+        # every row live (the starts' phase, and most steps after): no masking passes, the first
+        # moment in one pass (lerp); otherwise a frozen row's moments and parameters stay as they are
+        every = bool(self.active.all())
         keep1 = 1 - (1 - b1) * act  # b1 on an active row, 1 (no change) on a frozen one
         keep2 = 1 - (1 - b2) * act
         # ClippedAdam's update: lr sqrt(1 - b2^t) / (1 - b1^t) * m / (sqrt(v) + eps)
@@ -98,10 +101,15 @@ class RowAdam:
             if p.grad is None:
                 continue
             shape = (-1, *([1] * (p.dim() - 1)))
-            g = p.grad.clamp_(-_CLIP, _CLIP).nan_to_num_(nan=0.0).mul_(act.view(shape))
-            m.mul_(keep1.view(shape)).add_(g, alpha=1 - b1)
-            v.mul_(keep2.view(shape)).addcmul_(g, g, value=1 - b2)
+            g = p.grad.clamp_(-_CLIP, _CLIP).nan_to_num_(nan=0.0)
+            if every:
+                m.lerp_(g, 1 - b1)
+                v.mul_(b2).addcmul_(g, g, value=1 - b2)
+            else:
+                g.mul_(act.view(shape))
+                m.mul_(keep1.view(shape)).add_(g, alpha=1 - b1)
+                v.mul_(keep2.view(shape)).addcmul_(g, g, value=1 - b2)
             update = v.sqrt().add_(_EPS)
             torch.div(m, update, out=update)
-            p.sub_(update.mul_(step.view(shape)))
+            p.addcmul_(update, step.view(shape), value=-1.0)
             p.grad = None
