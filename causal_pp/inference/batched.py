@@ -58,7 +58,6 @@ from .batched_steps import Resume, RowBatch, rows_of, run_phase
 from .batched_structured import BatchedStructuredGuide
 from .data import check_data_shapes, check_support, latent_sites, validate_data
 from .guides import INIT_DRAWS, global_dims, sampled_globals
-from .importance import GaussianView
 from .methods import FitProblem, make_method
 from .svi import SVI, restart_phase, restart_score
 
@@ -84,21 +83,6 @@ ROW_GUIDES: dict[str, Callable[..., RowGuide]] = {
     ),
 }
 ROW_GUIDES["auto"] = ROW_GUIDES["structured"]
-
-
-def _view(guide: RowGuide, row: int) -> GaussianView:
-    """Row ``row`` of the batched guide as the Gaussian the importance correction needs."""
-    q = guide.gaussian(row)
-    slots = guide.layout.slots
-    shapes = {s.name: tuple(s.transform.inv.forward_shape(s.shape)) for s in slots}
-    return GaussianView(
-        q.loc,
-        q.cov,
-        q.var,
-        {s.name: (s.start, s.stop) for s in slots},
-        shapes,
-        {s.name: s.support for s in slots},
-    )
 
 
 def _checked(
@@ -211,9 +195,9 @@ def fit_many(
     Each data set gets what :func:`~causal_pp.inference.fit` with ``method="svi"`` gives it --
     restarts, adaptive steps, annealing, the importance correction, diagnostics -- decided per data
     set, in one batch (see the module docstring). Where the batch cannot apply (NUTS; a guide
-    without a batched form: ``"mvn"``, ``"normal"``, a callable; enumerated discrete latents) every
-    data set is fitted on its own,
-    and each posterior's ``diagnostics["batched"]`` says so with the reason.
+    without a batched form: ``"mvn"``, ``"normal"``, a callable; enumerated discrete latents)
+    every data set is fitted on its own, and each posterior's ``diagnostics["batched"]`` says so
+    with the reason.
 
     Parameters
     ----------
@@ -510,7 +494,7 @@ def _posterior(
     problem = FitProblem(conditioned, tuple(globals_), tuple(unit_latent), (), structure, seed, dev, False)
     loss_arr = np.asarray(losses, dtype=float)
     t0 = time.perf_counter()
-    draws, is_info = svi.correct(_view(guide, r), problem, draws, loss_arr)
+    draws, is_info = svi.correct(guide.gaussian(r), problem, draws, loss_arr)
     is_info["restart_losses"] = list(start_scores)
     diagnostics = svi.diagnostics(type(guide).__name__, loss_arr, plateau, is_info)
     diagnostics.update(extra)

@@ -27,9 +27,11 @@ from pyro.distributions import LowRankMultivariateNormal
 from pyro.poutine.util import site_is_factor, site_is_subsample
 from torch.distributions import biject_to
 
+from .guides import Moments, lowrank_moments
+from .importance import GaussianView
+
 __all__ = [
     "BatchedLowRankGuide",
-    "Gaussian",
     "Layout",
     "RowGuide",
     "Slot",
@@ -153,22 +155,13 @@ def median_init(
     return torch.cat(parts) if parts else torch.zeros(0)
 
 
-@dataclass(frozen=True)
-class Gaussian:
-    """One row's Gaussian over its flat unconstrained vector: mean, ``cov(rows, cols)`` (a block of
-    the covariance matrix, for index tensors) and marginal variances."""
-
-    loc: torch.Tensor
-    cov: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-    var: torch.Tensor
-
-
 class RowGuide:
     """What every batched family shares: ``rows`` independent Gaussians over each row's flat
     unconstrained latent vector, their parameters with the row first, and each row's own noise.
 
     A family sets ``names`` (its parameter attributes, in :attr:`params` order) and ``noise_sizes``
-    (the standard-normal inputs of one draw), and implements :meth:`drawer` and :meth:`gaussian`.
+    (the standard-normal inputs of one draw), and implements :meth:`drawer`, :meth:`moments` and
+    :meth:`describe`.
     """
 
     names: tuple[str, ...] = ()
@@ -189,9 +182,19 @@ class RowGuide:
         only, so that the ELBO around it can be traced once (:func:`torch.jit.trace`)."""
         raise NotImplementedError
 
-    def gaussian(self, row: int) -> Gaussian:
-        """Row ``row``'s Gaussian (detached)."""
+    def moments(self, row: int) -> Moments:
+        """Row ``row``'s Gaussian (detached), as :data:`~causal_pp.inference.guides.Moments`."""
         raise NotImplementedError
+
+    def gaussian(self, row: int) -> GaussianView:
+        """Row ``row``'s Gaussian with its site layout: what the importance correction needs."""
+        slots = self.layout.slots
+        return GaussianView(
+            *self.moments(row),
+            {s.name: (s.start, s.stop) for s in slots},
+            {s.name: tuple(s.transform.inv.forward_shape(s.shape)) for s in slots},
+            {s.name: s.support for s in slots},
+        )
 
     def describe(self) -> str:
         """The family's shape in words (a fit's ``diagnostics["guide_family"]``)."""
@@ -309,14 +312,9 @@ class BatchedLowRankGuide(RowGuide):
     def describe(self) -> str:
         return f"low-rank normal over all {self.loc.shape[1]} latent dimensions, rank {self.rank}"
 
-    def gaussian(self, row: int) -> Gaussian:
+    def moments(self, row: int) -> Moments:
         q = self.posterior()
-        W, d = q.cov_factor[row].detach(), q.cov_diag[row].detach()
-
-        def cov(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-            return W[a] @ W[b].T + (a.unsqueeze(1) == b.unsqueeze(0)) * d[a].unsqueeze(1)
-
-        return Gaussian(q.loc[row].detach(), cov, (W * W).sum(-1) + d)
+        return lowrank_moments(q.loc[row].detach(), q.cov_factor[row].detach(), q.cov_diag[row].detach())
 
     def posterior(self) -> LowRankMultivariateNormal:
         """The rows' Gaussians, batch shape ``(rows,)``."""

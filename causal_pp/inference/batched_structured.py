@@ -24,22 +24,25 @@ from collections.abc import Callable, Collection, Sequence
 import torch
 import torch.nn.functional as F
 
-from .batched_guide import Gaussian, Layout, RowGuide
+from .batched_guide import Layout, RowGuide
+from .guides import Moments
 
 __all__ = ["BatchedStructuredGuide"]
 
 
-def unit_blocks(layout: Layout, globals_: Collection[str], n: int) -> torch.Tensor:
-    """The flat positions of each unit's latents, ``(n, d)``: per-unit sites have the unit first
-    (their unconstrained shape ``(n, ...)``). A site that does not (another plate outside the
-    units') makes every latent element its own block: the family is then diagonal given ``g``."""
+def unit_blocks(layout: Layout, globals_: Collection[str], n: int) -> tuple[torch.Tensor, bool]:
+    """The flat positions of each unit's latents, ``(n, d)``, and whether they are grouped by unit:
+    per-unit sites have the unit first (their unconstrained shape ``(n, ...)``). A site that does
+    not (another plate outside the units') makes every latent element its own block (``False``):
+    the family is then diagonal given ``g``."""
     unit = [s for s in layout.slots if s.name not in globals_]
     if not unit:
-        return torch.zeros((0, 0), dtype=torch.long)
+        return torch.zeros((0, 0), dtype=torch.long), True
     if any(not s.unconstrained_shape or s.unconstrained_shape[0] != n for s in unit):
-        return torch.tensor([i for s in unit for i in range(s.start, s.stop)], dtype=torch.long).unsqueeze(1)
+        flat = [i for s in unit for i in range(s.start, s.stop)]
+        return torch.tensor(flat, dtype=torch.long).unsqueeze(1), False
     per = [torch.arange(s.start, s.stop).reshape(n, -1) for s in unit]
-    return torch.cat(per, dim=1)
+    return torch.cat(per, dim=1), True
 
 
 class BatchedStructuredGuide(RowGuide):
@@ -89,10 +92,10 @@ class BatchedStructuredGuide(RowGuide):
         self.layout, self.generators = layout, list(generators)
         dtype, device = init_loc.dtype, init_loc.device
         g_pos = [i for s in layout.slots if s.name in globals_ for i in range(s.start, s.stop)]
-        blocks = unit_blocks(layout, globals_, n)
+        blocks, self.grouped = unit_blocks(layout, globals_, n)
         self.g_index = torch.tensor(g_pos, dtype=torch.long).to(device)
         self.z_index = blocks.reshape(-1).to(device)  # unit by unit
-        self.block, self.n = tuple(blocks.shape), n
+        self.block = tuple(blocks.shape)
         # draws are made globals first, then the units' latents, and put back in the layout's order
         self.order = torch.argsort(torch.cat([self.g_index, self.z_index]))
         G, (units, d) = len(g_pos), self.block
@@ -137,7 +140,9 @@ class BatchedStructuredGuide(RowGuide):
         return structured_draw
 
     def describe(self) -> str:
-        """Examples
+        """The family's shape in words, and whether a unit's latents were grouped.
+
+        Examples
         --------
         >>> import pyro.distributions as dist
         >>> from causal_pp.inference.batched_guide import Slot
@@ -150,14 +155,14 @@ class BatchedStructuredGuide(RowGuide):
         head = f"full-covariance normal over {G} global dimensions"
         if units == 0:
             return f"{head}; no per-unit latents"
-        if d == 1 and units != self.n:  # unit_blocks' fallback: each element its own block
+        if not self.grouped:
             return (
                 f"{head}; each of {units} per-unit latent elements normal given them, alone (a "
                 "per-unit site does not have the unit first, so a unit's latents are not grouped)"
             )
         return f"{head}; each of {units} units' {d} latent(s) jointly normal given them"
 
-    def gaussian(self, row: int) -> Gaussian:
+    def moments(self, row: int) -> Moments:
         """The joint Gaussian: the factor ``[L; A L]`` on the globals' noise, plus the units' own
         block-diagonal ``L_u L_u^T`` (in the layout's order)."""
         with torch.no_grad():
@@ -180,4 +185,4 @@ class BatchedStructuredGuide(RowGuide):
             same = (unit[a].unsqueeze(1) == unit[b].unsqueeze(0)) & (unit[a] >= 0).unsqueeze(1)
             return factor[a] @ factor[b].T + same * (own[a] @ own[b].T)
 
-        return Gaussian(self.loc[row].detach().clone(), cov, (factor * factor).sum(-1) + (own * own).sum(-1))
+        return self.loc[row].detach().clone(), cov, (factor * factor).sum(-1) + (own * own).sum(-1)

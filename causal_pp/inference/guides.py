@@ -25,8 +25,10 @@ __all__ = [
     "GUIDES",
     "INIT_DRAWS",
     "RESTART_INITS",
+    "Moments",
     "global_dims",
     "guide_gaussian",
+    "lowrank_moments",
     "make_guide",
     "start_init",
 ]
@@ -101,23 +103,35 @@ def make_guide(
     return AutoNormal(model, init_loc_fn=init, init_scale=0.1)
 
 
-def guide_gaussian(
-    g: Any,
-) -> tuple[torch.Tensor, Callable[[torch.Tensor, torch.Tensor], torch.Tensor], torch.Tensor] | None:
+#: A Gaussian's ``(loc, cov(rows, cols), marginal variances)``: ``cov`` gives a block of the
+#: covariance matrix for two index tensors, without forming the whole matrix.
+Moments = tuple[torch.Tensor, Callable[[torch.Tensor, torch.Tensor], torch.Tensor], torch.Tensor]
+
+
+def lowrank_moments(loc: torch.Tensor, W: torch.Tensor, d: torch.Tensor) -> Moments:
+    """The :data:`Moments` of ``N(loc, W W^T + diag(d))``.
+
+    Examples
+    --------
+    >>> _, cov, var = lowrank_moments(torch.zeros(2), torch.ones(2, 1), torch.ones(2))
+    >>> cov(torch.arange(2), torch.arange(2)).tolist(), var.tolist()
+    ([[2.0, 1.0], [1.0, 2.0]], [2.0, 2.0])
+    """
+
+    def cov(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        return W[a] @ W[b].T + (a.unsqueeze(1) == b.unsqueeze(0)) * d[a].unsqueeze(1)
+
+    return loc, cov, (W * W).sum(-1) + d
+
+
+def guide_gaussian(g: Any) -> Moments | None:
     """(loc, cov(rows, cols), diag of cov) of an AutoContinuous guide's Gaussian, or None."""
     if not isinstance(g, (AutoLowRankMultivariateNormal, AutoMultivariateNormal)):
         return None
     post = g.get_posterior()
     loc = post.loc.detach()
     if isinstance(post, LowRankMultivariateNormal):
-        W, d = post.cov_factor.detach(), post.cov_diag.detach()
-
-        def cov(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-            out = W[a] @ W[b].T
-            same = a.unsqueeze(1) == b.unsqueeze(0)
-            return out + same * d[a].unsqueeze(1)
-
-        return loc, cov, (W * W).sum(-1) + d
+        return lowrank_moments(loc, post.cov_factor.detach(), post.cov_diag.detach())
     if isinstance(post, MultivariateNormal):
         L = post.scale_tril.detach()
 

@@ -364,9 +364,10 @@ class SVI(FitMethod):
         path of :func:`~causal_pp.inference.fit_many` (for ``fit``, a batch of
         one data set: the same schedule, starts, importance correction and diagnostics, with
         ``diagnostics["batched"]`` True); ``False`` -- Pyro's ``SVI`` with its autoguide, one
-        data set at a time (``fit_many`` too). The two are the same algorithm with different
-        random streams; ``benchmarks/fit_speed.py`` times both. Other guides and enumerated
-        latents always run Pyro's loop.
+        data set at a time (``fit_many`` too). With ``guide="lowrank_mvn"`` the two are the same
+        algorithm with different random streams; ``"auto"`` is the structured family batched and
+        the low-rank one in the loop. ``benchmarks/fit_speed.py`` times both. Other guides and
+        enumerated latents always run Pyro's loop.
 
     Examples
     --------
