@@ -9,6 +9,7 @@ restarts, convergence and failure decided per data set.
 from __future__ import annotations
 
 import math
+import warnings
 
 import pytest
 import torch
@@ -160,3 +161,22 @@ def test_fit_with_batched_svi_is_a_batch_of_one() -> None:
     assert "batched" not in FRONTDOOR.model.fit(data, method="svi", seed=7, batched=False, **FAST).diagnostics
     (looped,) = fit_many(FRONTDOOR.model, [data], seeds=[7], batched=False, **FAST)
     assert looped.diagnostics["batched"] is False and "batched=False" in looped.diagnostics["batch_fallback"]
+
+
+@pytest.mark.parametrize(("case_name", "integral"), [("frontdoor", "closed form"), ("frontdoor_logit", "particles")])
+def test_each_data_sets_importance_correction_in_a_batch_is_its_own(case_name, integral) -> None:  # type: ignore[no-untyped-def]
+    # the correction runs the model once for all rows' draws; each row's Newton steps, choice of
+    # closed form or particles, weights and resampling must still be what it gets alone
+    case = get_case(case_name)
+    data = [case.simulate(100, seed=s) for s in range(3)]
+    fast = {**FAST, "importance": True}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        together = fit_many(case.model, data, seeds=[1, 2, 3], **fast)
+        alone = fit_many(case.model, data[1:2], seeds=[2], **fast)[0]
+    d, a = together[1].diagnostics, alone.diagnostics
+    assert d["is_unit_integral"] == a["is_unit_integral"] == integral
+    assert d["is_ess_round1"] == pytest.approx(a["is_ess_round1"], rel=1e-3)
+    assert d["is_corrected"] == a["is_corrected"]
+    name = next(iter(alone.samples))
+    assert torch.allclose(together[1].samples[name], alone.samples[name], rtol=0, atol=1e-3)

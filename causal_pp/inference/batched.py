@@ -73,13 +73,14 @@ BATCH_WARNING = "causal_pp: SVI fits of data sets"
 
 
 #: The batched family of each ``SVI(guide=...)`` that has one: ``f(layout, init_loc, rank,
-#: globals_, n, generators)``. ``"auto"`` is the structured family (see :class:`~causal_pp.inference.SVI`).
+#: globals_, n, generators, log_joint)`` (``log_joint``: :meth:`RowBatch.log_joint`, for a family
+#: that reads the model's structure off it). ``"auto"`` is the structured family (see :class:`~causal_pp.inference.SVI`).
 ROW_GUIDES: dict[str, Callable[..., RowGuide]] = {
-    "lowrank_mvn": lambda layout, init, rank, globals_, n, gens: BatchedLowRankGuide(
+    "lowrank_mvn": lambda layout, init, rank, globals_, n, gens, log_joint: BatchedLowRankGuide(
         layout, init, rank=rank, generators=gens
     ),
-    "structured": lambda layout, init, rank, globals_, n, gens: BatchedStructuredGuide(
-        layout, init, globals_=globals_, n=n, generators=gens
+    "structured": lambda layout, init, rank, globals_, n, gens, log_joint: BatchedStructuredGuide(
+        layout, init, globals_=globals_, n=n, generators=gens, log_joint=log_joint
     ),
 }
 ROW_GUIDES["auto"] = ROW_GUIDES["structured"]
@@ -139,7 +140,7 @@ def _start_phase(
     init = torch.stack(inits)
     gens = [torch.Generator().manual_seed(s) for s in row_seeds]
     guide = ROW_GUIDES[str(svi.guide)](
-        layout, init.to(torch.get_default_dtype()), rank, globals_, batch.n, gens
+        layout, init.to(torch.get_default_dtype()), rank, globals_, batch.n, gens, batch.log_joint(layout)
     )
     phase = restart_phase(S, svi.restart_steps, svi.num_steps)
     if phase == 0:
@@ -452,17 +453,39 @@ def _fit_batch(
             z = guide.sample(svi.num_samples)
             per_row = guide.layout.per_row(z)
         batch_time = time.perf_counter() - t0
-        out: list[CausalPosterior | InferenceError] = []
-        for r in range(R):
-            if failed[r] is not None:
-                out.append(InferenceError(f"{failed[r]}."))
-                continue
-            out.append(
-                _posterior(
-                    model, data[r], conditioned[r], seeds[r], svi, structure, globals_, unit_latent, guide, r,
-                    per_row, losses[r], plateau[r], start_scores[r], dev, model_args, model_kwargs,
-                    {"batched": True, "batch_size": R, "batch_time_s": batch_time},
-                )
+        fitted = [r for r in range(R) if failed[r] is None]
+        S = svi.num_samples
+        problems = [
+            FitProblem(
+                conditioned[r], tuple(globals_), tuple(unit_latent), (), structure, seeds[r], dev, False
+            )
+            for r in fitted
+        ]
+
+        def programs(rows: list[int], m: int) -> Callable[[], Any]:
+            # the data sets' columns, each repeated m times along the correction's draws
+            cols = {
+                k: torch.cat([on_dev[fitted[r]][k].expand(m, 1, *on_dev[0][k].shape) for r in rows])
+                for k in on_dev[0]
+            }
+            return lambda: poutine.condition(model.fn, data=cols)(n, *model_args, **model_kwargs)
+
+        corrected = svi.correct_rows(
+            [guide.gaussian(r) for r in fitted],
+            problems,
+            [
+                {g: per_row[g][:, r].reshape(S, *structure.sites[g].shape).detach() for g in globals_}
+                for r in fitted
+            ],
+            [np.asarray(losses[r], dtype=float) for r in fitted],
+            programs,
+        )
+        out: list[CausalPosterior | InferenceError] = [InferenceError(f"{why}.") for why in failed]
+        for r, problem, (draws, is_info) in zip(fitted, problems, corrected, strict=True):
+            out[r] = _posterior(
+                model, data[r], problem, svi, guide, r, per_row, draws, is_info, losses[r], plateau[r],
+                start_scores[r], model_args, model_kwargs,
+                {"batched": True, "batch_size": R, "batch_time_s": batch_time},
             )  # fmt: skip
         return out
 
@@ -470,36 +493,31 @@ def _fit_batch(
 def _posterior(
     model: CausalModel,
     data: Mapping[str, torch.Tensor],
-    conditioned: Callable[[], Any],
-    seed: int,
+    problem: FitProblem,
     svi: SVI,
-    structure: ProgramStructure,
-    globals_: Sequence[str],
-    unit_latent: Sequence[str],
     guide: RowGuide,
     r: int,
     per_row: Mapping[str, torch.Tensor],
+    draws: dict[str, torch.Tensor],
+    is_info: dict[str, Any],
     losses: Sequence[float],
     plateau: tuple[bool, float, float, str],
     start_scores: Sequence[float],
-    dev: torch.device,
     model_args: tuple[Any, ...],
     model_kwargs: Mapping[str, Any],
     extra: Mapping[str, Any],
 ) -> CausalPosterior:
-    """One data set's posterior from its row: draws, importance correction, diagnostics."""
-    S = svi.num_samples
-    draws = {g: per_row[g][:, r].reshape(S, *structure.sites[g].shape).detach() for g in globals_}
-    unit_draws = {u: per_row[u][:, r].reshape(S, *structure.sites[u].shape).detach() for u in unit_latent}
-    problem = FitProblem(conditioned, tuple(globals_), tuple(unit_latent), (), structure, seed, dev, False)
-    loss_arr = np.asarray(losses, dtype=float)
-    t0 = time.perf_counter()
-    draws, is_info = svi.correct(guide.gaussian(r), problem, draws, loss_arr)
+    """One data set's posterior from its row: its (corrected) draws of the globals, the guide's
+    draws of its per-unit latents, and its diagnostics."""
+    structure, S = problem.structure, svi.num_samples
+    unit_draws = {
+        u: per_row[u][:, r].reshape(S, *structure.sites[u].shape).detach() for u in problem.unit_latent
+    }
     is_info["restart_losses"] = list(start_scores)
-    diagnostics = svi.diagnostics(type(guide).__name__, loss_arr, plateau, is_info)
+    diagnostics = svi.diagnostics(type(guide).__name__, np.asarray(losses, dtype=float), plateau, is_info)
     diagnostics.update(extra)
     diagnostics["guide_family"] = guide.describe()
-    diagnostics["time_s"] = extra["batch_time_s"] / extra["batch_size"] + (time.perf_counter() - t0)
+    diagnostics["time_s"] = extra["batch_time_s"] / extra["batch_size"] + is_info.get("is_time_s", 0.0)
     diagnostics["enumerated"] = ()
     for k, v in draws.items():
         if not torch.isfinite(v).all():
@@ -512,11 +530,11 @@ def _posterior(
         data={k: v.cpu() for k, v in data.items()},
         diagnostics=diagnostics,
         method="svi",
-        seed=seed,
+        seed=problem.seed,
         unit_samples=unit_draws,
         structure=structure,
         model_args=tuple(model_args),
         model_kwargs=dict(model_kwargs),
-        device=dev,
+        device=problem.device,
     )
     return post

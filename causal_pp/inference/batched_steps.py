@@ -63,15 +63,13 @@ class RowBatch:
     def layout(self, single: Mapping[str, Any]) -> Layout:
         return Layout.of(single, prototype(self.program), self.names, self.rows)
 
-    def objective(self, guide: RowGuide, particles: int) -> Callable[..., torch.Tensor]:
-        """``f(*guide.params, *noise)``: per-row negative ELBO ``(rows,)``, averaged over the
-        ``particles`` draws the noise gives (one tensor per entry of ``guide.noise_sizes``)."""
-        layout, draw = guide.layout, guide.drawer()
+    def log_joint(self, layout: Layout) -> Callable[[torch.Tensor], torch.Tensor]:
+        """``f(z)``: the log joint density of draws ``z`` ``(num, rows, dim)`` of the flat
+        unconstrained latents, Jacobian included, per draw and row ``(num, rows)``."""
 
-        def negative_elbo(*args: torch.Tensor) -> torch.Tensor:
-            z, entropy = draw(*args)
+        def log_joint(z: torch.Tensor) -> torch.Tensor:
             values, log_j = layout.unpack(z)
-            with pyro.plate("_particles", particles, dim=-(self.P + 2)):
+            with pyro.plate("_particles", z.shape[0], dim=-(self.P + 2)):
                 tr = poutine.trace(self.program).get_trace(values)
             log_p = torch.zeros_like(log_j)
             for msg in tr.nodes.values():
@@ -81,7 +79,18 @@ class RowBatch:
                 while lp.dim() < self.P + 2:
                     lp = lp.unsqueeze(0)
                 log_p = log_p + lp.sum(tuple(range(-self.P, 0))).expand_as(log_p)
-            return -(log_p + log_j).mean(0) - entropy
+            return log_p + log_j
+
+        return log_joint
+
+    def objective(self, guide: RowGuide, particles: int) -> Callable[..., torch.Tensor]:
+        """``f(*guide.params, *noise)``: per-row negative ELBO ``(rows,)``, averaged over the
+        ``particles`` draws the noise gives (one tensor per entry of ``guide.noise_sizes``)."""
+        draw, log_joint = guide.drawer(), self.log_joint(guide.layout)
+
+        def negative_elbo(*args: torch.Tensor) -> torch.Tensor:
+            z, entropy = draw(*args)
+            return -log_joint(z).mean(0) - entropy
 
         return negative_elbo
 

@@ -29,10 +29,11 @@ effective sample size is the diagnostic.
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import pyro
 import torch
@@ -54,6 +55,7 @@ __all__ = [
     "GaussianView",
     "GlobalsTarget",
     "importance_correct",
+    "importance_correct_rows",
     "view_of",
 ]
 
@@ -75,6 +77,15 @@ round (twice the draws, adapted proposal) has at most doubled the ESS on the bui
 it could not reach :data:`IS_MIN_ESS` (it cost SARS-CoV-2 fits ~1 s each, all wasted)."""
 
 Latents = dict[str, torch.Tensor]
+
+
+class Exact(NamedTuple):
+    """The units' integrals in closed form for a chunk of draws: each unit's log integral
+    ``(m, 1, N)``, the globals' log prior ``(m,)`` and, per draw, whether they hold ``(m,)``."""
+
+    unit: torch.Tensor
+    prior: torch.Tensor
+    ok: torch.Tensor
 
 
 def systematic(weights: torch.Tensor, k: int, generator: torch.Generator) -> torch.Tensor:
@@ -270,28 +281,31 @@ class GlobalsTarget:
 
     def gaussian(
         self, glob: Latents, z: torch.Tensor, f: torch.Tensor, g: torch.Tensor, h: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor] | None:
-        """Each unit's log integral over its one scalar latent in closed form, ``(m, 1, N)``, and the
+    ) -> Exact:
+        """Each unit's log integral over its one scalar latent in closed form, ``(m, 1, N)``, the
         globals' log prior ``(m,)``, from the expansion (log joint ``f``, gradient ``g``, curvature
-        ``h < 0``) at ``z`` -- or None where the log joint is not that quadratic (see
-        :data:`GAUSSIAN_TOL`)."""
+        ``h < 0``) at ``z``, and per draw whether the log joint is that quadratic in every unit
+        (see :data:`GAUSSIAN_TOL`; where it is not, the integral is not used)."""
         sd = torch.rsqrt(-h)
         c = torch.tensor(_PROBES, dtype=z.dtype, device=z.device).view(1, -1, 1)
         with torch.no_grad():
             probe, prior = self.log_joint(glob, {self.unit_latent[0]: z + c * sd}, len(_PROBES))
         quadratic = f + g * c * sd + 0.5 * h * (c * sd) ** 2
-        if not bool(((probe - quadratic).abs() <= GAUSSIAN_TOL).all()):
-            return None
+        ok = ((probe - quadratic).abs() <= GAUSSIAN_TOL).flatten(1).all(1)
         # log of the integral of exp(f + g t + h t^2 / 2) over t
-        return f - 0.5 * g * g / h + 0.5 * torch.log(2 * math.pi / -h), prior
+        return Exact(f - 0.5 * g * g / h + 0.5 * torch.log(2 * math.pi / -h), prior, ok)
 
     def laplace(
-        self, glob: Latents, mean: Latents, sd: Latents
-    ) -> tuple[Latents, Latents, tuple[torch.Tensor, torch.Tensor] | None]:
+        self, glob: Latents, mean: Latents, sd: Latents, rows: int = 1
+    ) -> tuple[Latents, Latents, Exact | None]:
         """Per-unit proposals N(mode, -1/h) for one chunk of draws of the globals, starting
         from the guide's conditional (mean, sd), each (m, 1, N). Units where the log joint is
         not finite or not concave at the start keep the guide's conditional. Third: the units'
-        integrals in closed form where they are Gaussian (:meth:`gaussian`), else None."""
+        integrals in closed form (:meth:`gaussian`; per draw, whether they hold), or None where
+        they cannot be (several latents per unit).
+
+        ``rows``: the draws are that many data sets' chunks one after another (see
+        :func:`log_targets`); each stops its Newton steps by its own draws, as it would alone."""
         units = self.unit_latent
         if not units:
             return mean, sd, None
@@ -301,16 +315,19 @@ class GlobalsTarget:
             active = self._concave(best_f, best_h)
             damp = torch.ones_like(best_f)
             for _ in range(UNIT_NEWTON_STEPS):
-                # stop where no unit would move by more than 1/1000 of its conditional SD
-                # (a Gaussian conditional is exact after one step)
-                if not active.any() or not any(
-                    (best_g[u].abs() * torch.rsqrt(-best_h[u]))[active].max() > 1e-3 for u in units
-                ):
+                # a data set stops where none of its units would move by more than 1/1000 of its
+                # conditional SD (a Gaussian conditional is exact after one step)
+                moving = torch.zeros_like(active)
+                for u in units:
+                    moving |= active & (best_g[u].abs() * torch.rsqrt(-best_h[u]) > 1e-3)
+                live = moving.reshape(rows, -1).any(1)
+                if not live.any():
                     break
-                step = {u: torch.where(active, -damp * best_g[u] / best_h[u], 0.0) for u in units}
+                live = live.repeat_interleave(active.shape[0] // rows).view(-1, *[1] * (active.dim() - 1))
+                step = {u: torch.where(active & live, -damp * best_g[u] / best_h[u], 0.0) for u in units}
                 z = {u: best_z[u] + torch.nan_to_num(step[u], nan=0.0) for u in units}
                 f, g, h = self._curvature(glob, z)
-                better = active & self._concave(f, h) & (f >= best_f)
+                better = active & live & self._concave(f, h) & (f >= best_f)
                 for u in units:
                     best_z[u] = torch.where(better, z[u], best_z[u])
                     best_g[u] = torch.where(better, g[u], best_g[u])
@@ -320,9 +337,13 @@ class GlobalsTarget:
         except RuntimeError:  # a program that cannot be differentiated in its latents
             return mean, {u: UNIT_INFLATION * sd[u] for u in units}, None
         exact = None
-        if len(units) == 1 and bool(active.all()):
+        if len(units) == 1:
             u = units[0]
-            exact = self.gaussian(glob, best_z[u], best_f, best_g[u], best_h[u])
+            # a unit without curvature here has no closed form: a stand-in keeps the probes
+            # finite, and its draw is marked as not holding
+            h = torch.where(active, best_h[u], -1.0)
+            exact = self.gaussian(glob, best_z[u], best_f, best_g[u], h)
+            exact = exact._replace(ok=exact.ok & active.flatten(1).all(1))
         out_mean, out_sd = {}, {}
         for u in units:
             lap_sd = torch.rsqrt(-best_h[u]).nan_to_num(nan=0.0)
@@ -333,30 +354,22 @@ class GlobalsTarget:
 
     def log_target(self, z_t: torch.Tensor, theta: Latents) -> torch.Tensor:
         """log p(theta) + sum_units log p-hat(unit | theta), per draw (without the Jacobian)."""
-        M, N, s = z_t.shape[0], self.N, self.s
-        out = torch.empty(M, dtype=torch.float64, device=self.dev)
-        for a in range(0, M, self.chunk):
-            b = min(M, a + self.chunk)
-            m = b - a
-            values: Latents = {}
-            for name in self.globals_:
-                si = s.sites[name]
-                values[name] = theta[name][a:b].reshape(m, 1, *([1] * (1 - si.batch_ndim)), *si.shape)
-            dz = z_t[a:b] - self.mu_t
-            lin_mean = {u: (c[0] + dz @ c[1].T).unsqueeze(1) for u, c in self.cond.items()}  # (m, 1, N)
-            lin_sd = {u: c[2].expand(m, 1, N) for u, c in self.cond.items()}
-            prop_mean, prop_sd, exact = self.laplace(values, lin_mean, lin_sd)
-            self.chunks[exact is not None] += 1
-            if exact is not None:
-                out[a:b] = exact[1] + exact[0].sum((1, 2))
-                continue
-            z = {u: prop_mean[u] + prop_sd[u] * self.crn[u] for u in self.unit_latent}
-            with torch.no_grad():
-                unit, prior = self.log_joint(values, z, self.K)
-            for u in self.unit_latent:
-                unit = unit - torch.distributions.Normal(prop_mean[u], prop_sd[u]).log_prob(z[u])
-            out[a:b] = prior + (torch.logsumexp(unit, dim=1) - math.log(self.K)).sum(-1)
-        return out
+        return log_targets([self], lambda rows, m: self.target, [z_t], [theta])[0]
+
+    def chunk_inputs(
+        self, z_t: torch.Tensor, theta: Latents, a: int, b: int
+    ) -> tuple[Latents, Latents, Latents]:
+        """Draws ``a:b``: the globals' values shaped for the program, and each unit's conditional
+        under the guide (mean, sd), each ``(m, 1, N)``."""
+        m, s = b - a, self.s
+        values: Latents = {}
+        for name in self.globals_:
+            si = s.sites[name]
+            values[name] = theta[name][a:b].reshape(m, 1, *([1] * (1 - si.batch_ndim)), *si.shape)
+        dz = z_t[a:b] - self.mu_t
+        mean = {u: (c[0] + dz @ c[1].T).unsqueeze(1) for u, c in self.cond.items()}
+        sd = {u: c[2].expand(m, 1, self.N) for u, c in self.cond.items()}
+        return values, mean, sd
 
     def unit_integral(self) -> str:
         """How the units' integrals were done so far: ``"closed form"`` (Gaussian), ``"particles"``,
@@ -368,19 +381,105 @@ class GlobalsTarget:
             return "closed form" if closed else "particles"
         return f"mixed: {closed} of {closed + particles} chunks in closed form"
 
-    def weigh(
+    def propose(
         self, mean: torch.Tensor, scale_tril: torch.Tensor, M: int
-    ) -> tuple[torch.Tensor, torch.Tensor, Latents]:
-        """``M`` draws of the globals from N(mean, LL^T), their log weights and constrained values."""
+    ) -> tuple[torch.Tensor, Latents, torch.Tensor]:
+        """``M`` draws of the globals from N(mean, LL^T) (from this target's generator), their
+        constrained values, and log |Jacobian| - log proposal density."""
         proposal = torch.distributions.MultivariateNormal(mean, scale_tril=scale_tril)
         eps = torch.randn((M, mean.numel()), generator=self.gen, dtype=torch.float64, device="cpu").to(
             self.dev
         )
         z_t = mean + eps @ scale_tril.T
         theta, log_jac = self.constrain(z_t)
-        log_w = self.log_target(z_t, theta) + log_jac - proposal.log_prob(z_t)
-        log_w = torch.nan_to_num(log_w, nan=-math.inf)
-        return z_t, log_w, theta
+        return z_t, theta, log_jac - proposal.log_prob(z_t)
+
+    def weigh(
+        self, mean: torch.Tensor, scale_tril: torch.Tensor, M: int
+    ) -> tuple[torch.Tensor, torch.Tensor, Latents]:
+        """``M`` draws of the globals from N(mean, LL^T), their log weights and constrained values."""
+        return weigh_rows([self], lambda rows, m: self.target, [(mean, scale_tril)], M)[0]
+
+
+Programs = Callable[[list[int], int], Callable[[], Any]]
+"""``programs(rows, m)``: the model conditioned on the data sets ``rows`` (indices into a list of
+targets), each repeated ``m`` times along the draws (a data set's columns ``(m * len(rows), 1, N)``,
+row by row); for one data set, its own program (its columns broadcast)."""
+
+ROWS_ELEMENTS = 2**24
+"""The most per-unit particle values one call of the program evaluates for several data sets."""
+
+
+def log_targets(
+    ts: list[GlobalsTarget],
+    programs: Programs,
+    zs: list[torch.Tensor],
+    thetas: list[Latents],
+    keys: list[int] | None = None,
+) -> list[torch.Tensor]:
+    """:meth:`GlobalsTarget.log_target` of several data sets' draws (one target each, one
+    model), evaluated together: each chunk of draws of a group of data sets is one run of the
+    program, in which each data set's units take their own Newton steps and integrals.
+    ``keys``: the data sets' indices for ``programs`` (default: their positions)."""
+    keys = list(range(len(ts))) if keys is None else keys
+    t0 = ts[0]
+    M, units, R = zs[0].shape[0], t0.unit_latent, len(ts)
+    chunk = t0.chunk
+    group = max(1, ROWS_ELEMENTS // (chunk * t0.K * t0.N * max(1, len(units))))
+    out = [torch.empty(M, dtype=torch.float64, device=t0.dev) for _ in ts]
+    for g0 in range(0, R, group):
+        rows = list(range(g0, min(R, g0 + group)))
+        for a in range(0, M, chunk):
+            b = min(M, a + chunk)
+            m = b - a
+            parts = [ts[r].chunk_inputs(zs[r], thetas[r], a, b) for r in rows]
+            values, mean, sd = (
+                {k: torch.cat([p[i][k] for p in parts]) for k in parts[0][i]} for i in range(3)
+            )
+            ev = copy.copy(t0)
+            ev.target = programs([keys[r] for r in rows], m)
+            prop_mean, prop_sd, exact = ev.laplace(values, mean, sd, rows=len(rows))
+            rest = []
+            for i, r in enumerate(rows):
+                here = slice(i * m, (i + 1) * m)
+                closed = exact is not None and bool(exact.ok[here].all())
+                ts[r].chunks[closed] += 1
+                if closed:
+                    out[r][a:b] = exact.prior[here] + exact.unit[here].sum((1, 2))
+                else:
+                    rest.append(i)
+            if not rest:
+                continue
+            pick = torch.cat([torch.arange(i * m, (i + 1) * m, device=t0.dev) for i in rest])
+            crn = {u: torch.cat([ts[rows[i]].crn[u].expand(m, -1, -1) for i in rest]) for u in units}
+            z = {u: prop_mean[u][pick] + prop_sd[u][pick] * crn[u] for u in units}
+            ev.target = programs([keys[rows[i]] for i in rest], m)
+            with torch.no_grad():
+                unit, prior = ev.log_joint({k: v[pick] for k, v in values.items()}, z, t0.K)
+            for u in units:
+                unit = unit - torch.distributions.Normal(prop_mean[u][pick], prop_sd[u][pick]).log_prob(z[u])
+            total = prior + (torch.logsumexp(unit, dim=1) - math.log(t0.K)).sum(-1)
+            for j, i in enumerate(rest):
+                out[rows[i]][a:b] = total[j * m : (j + 1) * m]
+    return out
+
+
+def weigh_rows(
+    ts: list[GlobalsTarget],
+    programs: Programs,
+    proposals: list[tuple[torch.Tensor, torch.Tensor]],
+    M: int,
+    keys: list[int] | None = None,
+) -> list[tuple[torch.Tensor, torch.Tensor, Latents]]:
+    """:meth:`GlobalsTarget.weigh` for several data sets at once (one proposal each)."""
+    if not ts:
+        return []
+    drawn = [t.propose(mean, L, M) for t, (mean, L) in zip(ts, proposals, strict=True)]
+    log_p = log_targets(ts, programs, [d[0] for d in drawn], [d[1] for d in drawn], keys)
+    return [
+        (z_t, torch.nan_to_num(lp + corr, nan=-math.inf), theta)
+        for (z_t, theta, corr), lp in zip(drawn, log_p, strict=True)
+    ]
 
 
 def _truncated(log_w: torch.Tensor) -> torch.Tensor:
@@ -407,27 +506,103 @@ def importance_correct(
     ``g`` is a multivariate-normal autoguide or a :class:`GaussianView` (one row of a batched
     fit). Returns the corrected draws (None when the correction does not apply or its weights are
     all zero or degenerate in the first round) and its diagnostics (``is_corrected``,
-    ``is_ess``, ``is_ess_round1``, ``is_skipped`` ...). See the module docstring.
+    ``is_ess``, ``is_ess_round1``, ``is_skipped`` ...). See the module docstring, and
+    :func:`importance_correct_rows` for several data sets at once.
     """
-    info: dict[str, Any] = {"is_corrected": False}
-    view = g if isinstance(g, GaussianView) else view_of(g)
-    skip = _skip_reason(view, globals_, unit_latent, s)
-    if skip is not None:
-        info["is_skipped"] = skip
-        return None, info
-    t = GlobalsTarget(target, view, globals_, unit_latent, s, num_particles=num_particles, seed=seed)
-    dev = t.dev
-    # round 1: the guide's marginal, widened
-    z1, lw1, _ = t.weigh(t.mu_t, inflation * torch.linalg.cholesky(t.S_tt), max(500, num_proposals // 2))
-    info["is_unit_integral"] = t.unit_integral()
+    return importance_correct_rows(
+        lambda rows, m: target,
+        [g],
+        globals_,
+        unit_latent,
+        s,
+        num_samples=num_samples,
+        num_proposals=num_proposals,
+        num_particles=num_particles,
+        inflation=inflation,
+        seeds=[seed],
+    )[0]
+
+
+def importance_correct_rows(
+    programs: Programs,
+    guides: list[Any],
+    globals_: list[str],
+    unit_latent: list[str],
+    s: ProgramStructure,
+    *,
+    num_samples: int,
+    num_proposals: int,
+    num_particles: int,
+    inflation: float,
+    seeds: list[int],
+) -> list[tuple[Latents | None, dict[str, Any]]]:
+    """:func:`importance_correct` of several data sets of one model (a batched fit's rows), each
+    with its guide and seed: the same result per data set as alone (up to the rounding of
+    batched kernels), with the model run once per chunk of draws for all of them.
+
+    ``programs`` conditions the model on data sets by their index in ``guides`` (see
+    :data:`Programs`).
+    """
+    out: list[tuple[Latents | None, dict[str, Any]]] = []
+    keys, ts = [], []
+    for r, g in enumerate(guides):
+        info: dict[str, Any] = {"is_corrected": False}
+        view = g if isinstance(g, GaussianView) else view_of(g)
+        skip = _skip_reason(view, globals_, unit_latent, s)
+        out.append((None, info))
+        if skip is not None:
+            info["is_skipped"] = skip
+            continue
+        assert view is not None
+        keys.append(r)
+        ts.append(
+            GlobalsTarget(
+                programs([r], 1), view, globals_, unit_latent, s, num_particles=num_particles, seed=seeds[r]
+            )
+        )
+    # round 1: each guide's marginal, widened
+    first = [(t.mu_t, inflation * torch.linalg.cholesky(t.S_tt)) for t in ts]
+    weighed = weigh_rows(ts, programs, first, max(500, num_proposals // 2), keys)
+    second, keys2, ts2 = [], [], []
+    for r, t, (z1, lw1, _) in zip(keys, ts, weighed, strict=True):
+        info = out[r][1]
+        info["is_unit_integral"] = t.unit_integral()
+        proposal = _round2_proposal(t, z1, lw1, info, inflation)
+        if proposal is not None:
+            second.append(proposal)
+            keys2.append(r)
+            ts2.append(t)
+    # round 2: a Gaussian fitted to round 1, slightly widened
+    weighed = weigh_rows(ts2, programs, second, num_proposals, keys2)
+    for r, t, (_, lw2, theta) in zip(keys2, ts2, weighed, strict=True):
+        info = out[r][1]
+        info["is_unit_integral"] = t.unit_integral()
+        draws = _resampled(t, lw2, theta, info, num_samples)
+        if draws is not None:
+            info.update(
+                is_corrected=True,
+                is_ess_fraction=info["is_ess"] / num_proposals,
+                is_num_proposals=num_proposals,
+                is_particles=num_particles,
+                is_inflation=inflation,
+            )
+        out[r] = (draws, info)
+    return out
+
+
+def _round2_proposal(
+    t: GlobalsTarget, z1: torch.Tensor, lw1: torch.Tensor, info: dict[str, Any], inflation: float
+) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """The second round's proposal from the first round's weighted draws, or None (with the
+    reason in ``info``) where the first round's weights are all zero or degenerate."""
     if not torch.isfinite(lw1).any():
         info["is_skipped"] = "all importance weights are zero"
-        return None, info
+        return None
     w1 = _truncated(lw1)
     w1 = w1 / w1.sum()
     m1 = (w1.unsqueeze(1) * z1).sum(0)
     c1 = ((z1 - m1).T * w1) @ (z1 - m1)
-    c1 = 0.5 * (c1 + c1.T) + 1e-9 * torch.eye(len(m1), dtype=c1.dtype, device=dev)
+    c1 = 0.5 * (c1 + c1.T) + 1e-9 * torch.eye(len(m1), dtype=c1.dtype, device=t.dev)
     ess1 = float(1.0 / (w1 * w1).sum())
     info["is_ess_round1"] = ess1
     if ess1 < IS_ROUND1_MIN_ESS:
@@ -437,7 +612,7 @@ def importance_correct(
             f"importance weights degenerate (ESS {ess1:.0f} of {len(w1)} first-round draws < "
             f"{IS_ROUND1_MIN_ESS:.0f}; no second round)"
         )
-        return None, info
+        return None
     try:
         L2 = 1.1 * torch.linalg.cholesky(c1)
     except RuntimeError:
@@ -445,25 +620,20 @@ def importance_correct(
         m1 = t.mu_t
     if ess1 < 2 * len(m1) + 2:  # too few effective draws to fit a covariance
         L2, m1 = inflation * torch.linalg.cholesky(t.S_tt), t.mu_t
-    # round 2: a Gaussian fitted to round 1, slightly widened
-    _, lw2, theta = t.weigh(m1, L2, num_proposals)
-    info["is_unit_integral"] = t.unit_integral()
+    return m1, L2
+
+
+def _resampled(
+    t: GlobalsTarget, lw2: torch.Tensor, theta: Latents, info: dict[str, Any], num_samples: int
+) -> Latents | None:
+    """``num_samples`` draws resampled by the second round's weights (None if they are all zero)."""
     if not torch.isfinite(lw2).any():
         info["is_skipped"] = "all importance weights are zero"
-        return None, info
+        return None
     w = _truncated(lw2)
-    ess = float(w.sum() ** 2 / (w * w).sum())
+    info["is_ess"] = float(w.sum() ** 2 / (w * w).sum())
     info["is_pareto_k"] = pareto_k(lw2)  # ArviZ's PSIS diagnostic of the (untruncated) weights
     info["is_log_weights"] = lw2.cpu().numpy()
     idx = systematic(w, num_samples, t.gen)
-    idx = idx[torch.randperm(num_samples, generator=t.gen, device="cpu")].to(dev)
-    info.update(
-        is_corrected=True,
-        is_ess=ess,
-        is_ess_fraction=ess / num_proposals,
-        is_num_proposals=num_proposals,
-        is_particles=num_particles,
-        is_inflation=inflation,
-    )
-    draws = {name: theta[name][idx].reshape(num_samples, *s.sites[name].shape) for name in globals_}
-    return draws, info
+    idx = idx[torch.randperm(num_samples, generator=t.gen, device="cpu")].to(t.dev)
+    return {name: theta[name][idx].reshape(num_samples, *t.s.sites[name].shape) for name in t.globals_}

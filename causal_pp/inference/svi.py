@@ -28,7 +28,7 @@ from .. import validation as check
 from ..errors import InferenceError, InvalidArgumentError
 from ..runtime import seeded
 from .guides import GUIDES, RESTART_INITS, global_dims, make_guide, start_init
-from .importance import IS_MIN_ESS, importance_correct
+from .importance import IS_MIN_ESS, Programs, importance_correct_rows
 from .methods import FitMethod, FitProblem, FitResult, register_method, reshape_draws
 
 __all__ = [
@@ -512,35 +512,57 @@ class SVI(FitMethod):
 
         ``g`` is the fitted guide, or a :class:`~causal_pp.inference.importance.GaussianView`.
         """
-        is_info: dict[str, Any] = {"is_corrected": False}
-        enum = problem.enumerated
-        if self.importance and not enum and np.isfinite(losses[-1]):
-            t_is = time.perf_counter()
-            corrected, is_info = importance_correct(
-                problem.target,
-                g,
-                list(problem.globals_),
-                list(problem.unit_latent),
-                problem.structure,
-                num_samples=self.num_samples,
-                num_proposals=max(2 * self.num_samples, 1000),
-                num_particles=self.importance_particles,
-                inflation=1.2,
-                seed=problem.seed,
-            )
-            is_info["is_time_s"] = time.perf_counter() - t_is
+        return self.correct_rows([g], [problem], [draws], [losses], lambda rows, m: problem.target)[0]
+
+    def correct_rows(
+        self,
+        guides: Sequence[Any],
+        problems: Sequence[FitProblem],
+        draws: Sequence[dict[str, torch.Tensor]],
+        losses: Sequence[np.ndarray],
+        programs: Programs,
+    ) -> list[tuple[dict[str, torch.Tensor], dict[str, Any]]]:
+        """:meth:`correct` of several data sets of one model at once (a batched fit's rows;
+        ``programs`` as for :func:`~causal_pp.inference.importance.importance_correct_rows`)."""
+        infos: list[dict[str, Any]] = [{"is_corrected": False} for _ in guides]
+        out = [(d, info) for d, info in zip(draws, infos, strict=True)]
+        todo = []
+        for i, (problem, loss) in enumerate(zip(problems, losses, strict=True)):
+            if not self.importance:
+                infos[i]["is_skipped"] = "importance=False"
+            elif problem.enumerated:
+                infos[i]["is_skipped"] = "enumerated discrete latents"
+            elif np.isfinite(loss[-1]):
+                todo.append(i)
+        if not todo:
+            return out
+        first = problems[todo[0]]
+        t_is = time.perf_counter()
+        results = importance_correct_rows(
+            lambda rows, m: programs([todo[r] for r in rows], m),
+            [guides[i] for i in todo],
+            list(first.globals_),
+            list(first.unit_latent),
+            first.structure,
+            num_samples=self.num_samples,
+            num_proposals=max(2 * self.num_samples, 1000),
+            num_particles=self.importance_particles,
+            inflation=1.2,
+            seeds=[problems[i].seed for i in todo],
+        )
+        each = (time.perf_counter() - t_is) / len(todo)  # the rows' shares of one run
+        for i, (corrected, is_info) in zip(todo, results, strict=True):
+            is_info["is_time_s"] = each
             if corrected is not None and is_info["is_ess"] >= IS_MIN_ESS:
-                draws = corrected
-            elif corrected is not None:
+                out[i] = (corrected, is_info)
+                continue
+            if corrected is not None:
                 is_info["is_corrected"] = False
                 is_info["is_skipped"] = (
                     f"importance weights degenerate (ESS {is_info['is_ess']:.0f} < {IS_MIN_ESS:.0f})"
                 )
-        elif not self.importance:
-            is_info["is_skipped"] = "importance=False"
-        elif enum:
-            is_info["is_skipped"] = "enumerated discrete latents"
-        return draws, is_info
+            out[i] = (draws[i], is_info)
+        return out
 
     def diagnostics(
         self, guide_class: str, losses: np.ndarray, plateau: Plateau, is_info: dict[str, Any]
