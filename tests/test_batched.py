@@ -163,7 +163,9 @@ def test_fit_with_batched_svi_is_a_batch_of_one() -> None:
     assert looped.diagnostics["batched"] is False and "batched=False" in looped.diagnostics["batch_fallback"]
 
 
-@pytest.mark.parametrize(("case_name", "integral"), [("frontdoor", "closed form"), ("frontdoor_logit", "particles")])
+@pytest.mark.parametrize(
+    ("case_name", "integral"), [("frontdoor", "closed form"), ("frontdoor_logit", "particles")]
+)
 def test_each_data_sets_importance_correction_in_a_batch_is_its_own(case_name, integral) -> None:  # type: ignore[no-untyped-def]
     # the correction runs the model once for all rows' draws; each row's Newton steps, choice of
     # closed form or particles, weights and resampling must still be what it gets alone
