@@ -12,7 +12,8 @@ causal_pp's study executors (``--executor process --jobs K`` by default: a local
 The paper's protocol: 20 replicates at every N the paper published (its smallest N differs by
 case: multi-cause 15, napkin 15, IGF 30, SARS-CoV-2 60; up to 200). The replicates of one N are
 fitted together in one batch (:func:`causal_pp.fit_many`, one vectorised SVI program; the
-executor's workers take one (case, N) batch each). Run on demand; e.g.::
+executor's workers take one (case, N) batch each, from every case at once, the costliest first:
+:func:`causal_pp.convergence.case_studies`). Run on demand; e.g.::
 
     python benchmarks/paper_reproduction.py                       # the full protocol
     python benchmarks/paper_reproduction.py --sizes 50,200 --replicates 3   # a reduced run
@@ -104,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
 
     from causal_pp.cases import get_case
-    from causal_pp.convergence import studies, write_report
+    from causal_pp.convergence import case_studies, studies, write_report
     from causal_pp.convergence.executors import make_executor
 
     out = Path(args.out)
@@ -131,32 +132,26 @@ def main(argv: list[str] | None = None) -> int:
     }
     print(f"command: {command}\nmachine: {meta['machine']}\n", flush=True)
 
-    # The slowest case first. Cells are stored per case in out/<case>/cells.jsonl as each batch
-    # finishes (the executor's workers compute, this process writes), so an interrupted run
-    # resumes batch by batch.
-    order = sorted(by_case, key=lambda c: c != "sars_cov2")
+    # Every case's batches in one stream on one executor, the costliest first, so no worker idles
+    # at the end of a case (convergence.case_studies). Cells are stored per case in
+    # out/<case>/cells.jsonl as each batch finishes (the executor's workers compute, this process
+    # writes), so an interrupted run resumes batch by batch.
     lines_before = _count_cell_lines(out)
     t_start = time.perf_counter()
-    wall_by_case: dict[str, float] = {}
     executor = make_executor(meta["executor"], workers=max(1, args.jobs))
     common = dict(replicates=args.replicates, method=args.method, seed=args.seed, batch_size=args.batch_size)
     if args.guide is not None:
         common["fit_kwargs"] = {"guide": args.guide}
     with executor:
-        for case_name in order:
-            t0 = time.perf_counter()
-            studies(
-                get_case(case_name),
-                by_case[case_name],
-                sizes=sizes[case_name],
-                out=out / case_name,
-                executor=executor,
-                progress=True,
-                on_notice=lambda m: print(f"  note: {m}", flush=True),
-                **common,
-            )
-            wall_by_case[case_name] = time.perf_counter() - t0
-            print(f"  {case_name}: {wall_by_case[case_name]:.0f} s", flush=True)
+        case_studies(
+            dict(by_case),
+            sizes=sizes,
+            out=out,
+            executor=executor,
+            progress=True,
+            on_notice=lambda m: print(f"  note: {m}", flush=True),
+            **common,
+        )
     wall = time.perf_counter() - t_start
 
     # Read the finished studies back (nothing is refitted).
@@ -193,15 +188,12 @@ def main(argv: list[str] | None = None) -> int:
 
     table = pd.DataFrame(rows)
     meta["wall_seconds"] = wall
-    meta["wall_seconds_by_case"] = wall_by_case
     meta["load_average_at_end"] = list(os.getloadavg())
     # An interrupted or extended run is finished by later invocations: keep each one's record,
     # so the reported wall time is the sum over the invocations that did the fitting.
     previous = json.loads((out / "meta.json").read_text()) if (out / "meta.json").exists() else {}
     past = previous.get("runs") or ([previous] if "wall_seconds" in previous else [])
-    this_run = {
-        k: meta[k] for k in ("command", "machine", "wall_seconds", "wall_seconds_by_case", "jobs", "executor")
-    }
+    this_run = {k: meta[k] for k in ("command", "machine", "wall_seconds", "jobs", "executor")}
     this_run["cell_lines_written"] = _count_cell_lines(out) - lines_before
     meta["runs"] = [{k: r.get(k) for k in this_run} for r in past]
     if this_run["cell_lines_written"]:  # a pure re-render fitted nothing: not a run

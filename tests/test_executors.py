@@ -179,3 +179,40 @@ def test_a_case_registered_by_a_users_module_is_found_by_importing_it(tmp_path, 
         unregister("my_bow_from_module")
     with pytest.raises(CausalPPError, match="not in this one"):
         registered_case("never_registered_anywhere", "my_cases_mod")
+
+
+def test_several_cases_on_one_pool_give_each_case_its_own_cells(serial: dict, tmp_path: Path) -> None:
+    from causal_pp.convergence import case_studies
+
+    found = case_studies(
+        {"frontdoor": ["ate"], "backdoor": ["ate"]},
+        sizes={"frontdoor": GRID["sizes"], "backdoor": [40]},
+        executor="process",
+        workers=2,
+        out=tmp_path,
+        **{k: v for k, v in GRID.items() if k != "sizes"},
+    )
+    assert sorted(found) == ["backdoor", "frontdoor"]
+    assert _comparable(found["frontdoor"]["ate"].cells) == serial
+    alone = study(get_case("backdoor"), "ate", sizes=[40], **{k: v for k, v in GRID.items() if k != "sizes"})
+    assert _comparable(found["backdoor"]["ate"].cells) == _comparable(alone.cells)
+    # each case's cells in its own folder, stored once
+    assert len((tmp_path / "frontdoor" / "cells.jsonl").read_text().splitlines()) == 4
+    assert len((tmp_path / "backdoor" / "cells.jsonl").read_text().splitlines()) == 2
+
+
+@pytest.mark.parametrize(
+    ("plan", "sizes", "match"),
+    [
+        ({}, [30], "plan must map cases"),
+        ({"frontdoor": None}, {"backdoor": [30]}, "no entry for case 'frontdoor'"),
+        ({"frontdoor": None, "backdoor": None}, {"frontdoor": [30], "backdoor": [1]}, "sizes must be"),
+        ({"no_such_case": None}, [30], "no_such_case"),
+    ],
+)
+def test_several_cases_refuse_bad_plans_before_any_work(plan, sizes, match, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from causal_pp.convergence import case_studies
+
+    with pytest.raises(CausalPPError, match=match):
+        case_studies(plan, sizes=sizes, replicates=1, out=tmp_path, progress=False)
+    assert not any(tmp_path.iterdir())

@@ -8,7 +8,7 @@ shrinks with N (negative log-log slope); a non-identified one stalls at its conf
 ==========================  ==========================================================  ==============
 concept                     what                                                        module
 ==========================  ==========================================================  ==============
-:func:`study`, `studies`    the public entry points                                     :mod:`.study`
+:func:`study`, `studies`    the public entry points (`case_studies`: several cases)     :mod:`.study`
 :class:`Study`              a study's table, summary (flagged cells per N), assertions  :mod:`.result`
 grid runner                 settings per target, reuse, claims, executor, assembly      :mod:`.grid`
 targets                     a case's query or a user's model, with its truth            :mod:`.targets`
@@ -38,7 +38,7 @@ from .merge import merge_results
 from .report import plot_studies, write_report
 from .result import Study
 from .store import ResultStore, Settings
-from .study import studies, study
+from .study import case_studies, studies, study
 
 __all__ = [
     "EXECUTORS",
@@ -49,6 +49,7 @@ __all__ = [
     "SerialExecutor",
     "Settings",
     "Study",
+    "case_studies",
     "merge_results",
     "plot_studies",
     "register_executor",

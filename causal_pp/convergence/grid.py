@@ -40,7 +40,7 @@ from .result import Study
 from .store import ResultStore, Settings
 from .targets import Target, outcome_label
 
-__all__ = ["CELL_SCHEMA", "GridSpec", "run_grid", "target_settings"]
+__all__ = ["CELL_SCHEMA", "GridSpec", "run_grid", "run_grids", "target_settings"]
 
 #: What every stored cell must have; a line without it is reported and skipped.
 CELL_SCHEMA: dict[str, Any] = {
@@ -249,28 +249,32 @@ class _Driver:
     def _missing(self, cells: Sequence[tuple[int, int]]) -> list[Target]:
         return [t for t in self.targets if any(c not in self.done[t.name] for c in cells)]
 
-    def feed(self, cells: Sequence[tuple[int, int]]) -> Iterator[CellTask | BatchTask]:
-        """Tasks to run, each claimed as the executor pulls it (blocked ones are set aside)."""
-        for group in self.spec.batches(cells):
-            if self.store is None:
-                yield self._task(group, self._missing(group))
-                continue
-            claim = self.store.claim_many([p for c in group for p in self.pairs(c)])
-            if not claim.acquired:
-                self.blocked.extend(group)
-                continue
-            todo = {cell_id for _, cell_id in claim.todo}
-            if not todo:  # finished by another process meanwhile
-                claim.release()
-                for c in group:
-                    self.reread(c)
-                continue
-            for c in group:  # what another process finished meanwhile
+    def claim(self, group: list[tuple[int, int]]) -> CellTask | BatchTask | None:
+        """The task of one batch of cells, claimed in the store; None where another process
+        holds it (set aside in ``blocked``) or finished it meanwhile."""
+        if self.store is None:
+            return self._task(group, self._missing(group))
+        claim = self.store.claim_many([p for c in group for p in self.pairs(c)])
+        if not claim.acquired:
+            self.blocked.extend(group)
+            return None
+        todo = {cell_id for _, cell_id in claim.todo}
+        if not todo:  # finished by another process meanwhile
+            claim.release()
+            for c in group:
                 self.reread(c)
-            group = [c for c in group if any((t.name, *c) in todo for t in self.targets)]
-            task = self._task(group, [t for t in self.targets if any((t.name, *c) in todo for c in group)])
-            self.claims[id(task)] = claim
-            yield task
+            return None
+        for c in group:  # what another process finished meanwhile
+            self.reread(c)
+        group = [c for c in group if any((t.name, *c) in todo for t in self.targets)]
+        task = self._task(group, [t for t in self.targets if any((t.name, *c) in todo for c in group)])
+        self.claims[id(task)] = claim
+        return task
+
+    def cost(self, n: int) -> float:
+        """A batch's relative cost for scheduling: N times the nodes of the model's graph."""
+        graph = getattr(self.targets[0].model, "graph", None)
+        return float(n) * max(1, len(getattr(graph, "nodes", ()) or ()))
 
     def reread(self, cell: tuple[int, int]) -> None:
         assert self.store is not None
@@ -302,38 +306,55 @@ class _Driver:
 
 
 def _run(
-    driver: _Driver,
+    drivers: Sequence[_Driver],
     executor: Executor,
     progress: Callable[[dict[str, Any] | None, int], None],
     notify: Notify,
 ) -> None:
-    pending = driver.todo()
-    if executor.workers > 1:
-        # Largest N first (longest-processing-time first): a large-N batch started last runs on
-        # one worker while the others idle. One worker keeps table order, so progress reads in it.
-        pending.sort(key=lambda cell: -cell[0])
-    tried: set[tuple[int, int]] = set()
+    """Every driver's missing cells on one executor, as one stream of tasks."""
+    pending = [d.todo() for d in drivers]
+    tried: list[set[tuple[int, int]]] = [set() for _ in drivers]
+    owner: dict[int, int] = {}
+
+    def feed() -> Iterator[CellTask | BatchTask]:
+        groups = [(i, g) for i, d in enumerate(drivers) for g in d.spec.batches(pending[i])]
+        if executor.workers > 1:
+            # The costliest batches first (longest-processing-time first), across every grid: a
+            # large batch started last runs on one worker while the others idle. One worker
+            # keeps table order, so progress reads in it.
+            groups.sort(key=lambda ig: -drivers[ig[0]].cost(ig[1][0][0]))
+        for i, group in groups:
+            task = drivers[i].claim(group)
+            if task is not None:
+                owner[id(task)] = i
+                yield task
+
     try:
-        while pending:
-            driver.blocked = []
+        while any(pending):
+            for d in drivers:
+                d.blocked = []
             # closing(): a failure here stops the executor at once (pending work is cancelled)
-            with contextlib.closing(executor.imap(compute_task, driver.feed(pending))) as results:
+            with contextlib.closing(executor.imap(compute_task, feed())) as results:
                 for task, cells in results:
-                    tried.update(task.cells)
-                    driver.finish(task, cells)
+                    i = owner.pop(id(task))
+                    tried[i].update(task.cells)
+                    drivers[i].finish(task, cells)
                     progress(cells[0] if cells else None, len(task.cells))
-            if not driver.blocked or driver.store is None:
-                break
-            driver.store.wait([p for c in driver.blocked for p in driver.pairs(c)], on_wait=_waiting(notify))
-            for cell in driver.blocked:
-                driver.reread(cell)
-                if cell not in tried and all(cell in driver.done[t.name] for t in driver.targets):
-                    progress(None, 1)
-            pending = [c for c in driver.blocked if c not in tried and c in driver.todo()]
+            for i, d in enumerate(drivers):
+                if not d.blocked or d.store is None:
+                    pending[i] = []
+                    continue
+                d.store.wait([p for c in d.blocked for p in d.pairs(c)], on_wait=_waiting(notify))
+                for cell in d.blocked:
+                    d.reread(cell)
+                    if cell not in tried[i] and all(cell in d.done[t.name] for t in d.targets):
+                        progress(None, 1)
+                pending[i] = [c for c in d.blocked if c not in tried[i] and c in d.todo()]
     finally:
-        driver.release_all()
-        if driver.store is not None:
-            driver.store.prune_claims()
+        for d in drivers:
+            d.release_all()
+            if d.store is not None:
+                d.store.prune_claims()
 
 
 def run_grid(
@@ -358,14 +379,80 @@ def run_grid(
     >>> run_grid([t], GridSpec(sizes=(30, 60), replicates=1, num_units=50,
     ...          fit_kwargs={"num_steps": 8, "restarts": 1}), progress=False)  # doctest: +SKIP
     """
+    (found,) = run_grids(
+        [(targets, spec, out)], progress=progress, executor=executor, workers=workers, on_notice=on_notice
+    )
+    return found
+
+
+def run_grids(
+    grids: Sequence[tuple[Sequence[Target], GridSpec, str | Path | None]],
+    *,
+    progress: bool = True,
+    executor: str | Executor = "serial",
+    workers: int | None = None,
+    on_notice: Notify | None = None,
+) -> list[dict[str, Study]]:
+    """Several grids (``(targets, spec, out)``, e.g. one per case) on one executor: their tasks
+    are one stream, the costliest first, so no worker idles at the end of each grid. Each grid's
+    studies are what :func:`run_grid` gives it alone. Every argument of every grid is checked
+    before anything is fitted or written."""
     from tqdm.auto import tqdm
 
     notify = on_notice or _notify_default
+    ready = [_prepare(targets, spec, out, notify) for targets, spec, out in grids]
+    runner = make_executor(executor, workers)
+    if runner.name != "serial":
+        runner.check_payload(tuple(t for targets, *_ in ready for t in targets))
+    drivers = []
+    for targets, spec, out, settings in ready:
+        store = None
+        if out is not None:
+            store = ResultStore(out, schema=CELL_SCHEMA)
+            for s in settings:
+                for other in store.others(s):
+                    notify(f"{store.folder}: {other.message()}")
+        drivers.append(_Driver(targets, settings, spec, store))
+    total = sum(len(d.spec.cells) for d in drivers)
+    names = sorted({d.targets[0].name.split("/")[0] for d in drivers})
+    desc = drivers[0].targets[0].name if len(drivers) == 1 == len(drivers[0].targets) else ", ".join(names)
+    bar = tqdm(
+        total=total, initial=total - sum(len(d.todo()) for d in drivers), desc=desc, disable=not progress
+    )
+
+    def advance(cell: dict[str, Any] | None, count: int) -> None:
+        if cell is not None and cell.get("abs_error") is not None:
+            bar.set_postfix(n=cell["n"], err=f"{cell['abs_error']:.3g}")
+        bar.update(count)
+
+    try:
+        _run(drivers, runner, advance, notify)
+    finally:
+        bar.close()
+        if runner is not executor:  # made here from a name: ours to close; an object is the caller's
+            runner.close()
+    found = []
+    for d, (_, _, out, settings) in zip(drivers, ready, strict=True):
+        missing = d.todo()
+        if missing:  # only if another process holds cells past our wait (it cannot: wait has no timeout)
+            raise CausalPPError(f"{len(missing)} cell(s) of the grid were not computed: {missing[:3]} ...")
+        meta = _meta(d.spec, runner, out, settings)
+        if any(t.kind == BOUNDS for t in d.targets):
+            meta["bounds"] = bounds_options(d.spec.fit_kwargs) | {
+                "batching": "none: bounds cells fit no model"
+            }
+        found.append({t.name: _study(t, d.done[t.name], d.spec.cells, d.spec, meta) for t in d.targets})
+    return found
+
+
+def _prepare(
+    targets: Sequence[Target], spec: GridSpec, out: str | Path | None, notify: Notify
+) -> tuple[Sequence[Target], GridSpec, str | Path | None, list[Settings]]:
+    """One grid's checks (identification, batching) and settings, before any work."""
     for target in targets:
         if target.kind != BOUNDS and not target.identified and not spec.allow_unidentified:
             identify(target.model.graph, target.query)  # raises NotIdentifiableError with the reason
-    bounds_grid = any(t.kind == BOUNDS for t in targets)
-    if bounds_grid:  # a bounds cell fits no model: nothing to batch, every cell on its own
+    if any(t.kind == BOUNDS for t in targets):  # a bounds cell fits no model: nothing to batch
         spec = dataclasses.replace(spec, batch_size=None)
     if spec.batch_size is not None:
         reason = batch_fallback_reason(
@@ -374,39 +461,7 @@ def run_grid(
         if reason is not None:  # NUTS, another guide, enumerated latents: one fit per cell
             notify(f"{reason}: every cell is fitted on its own.")
             spec = dataclasses.replace(spec, batch_size=None)
-    runner = make_executor(executor, workers)
-    settings = [target_settings(t, spec) for t in targets]
-    store = None
-    if out is not None:
-        store = ResultStore(out, schema=CELL_SCHEMA)
-        for s in settings:
-            for other in store.others(s):
-                notify(f"{store.folder}: {other.message()}")
-    if runner.name != "serial":
-        runner.check_payload(tuple(targets))
-    driver = _Driver(targets, settings, spec, store)
-    grid = spec.cells
-    desc = targets[0].name if len(targets) == 1 else targets[0].name.split("/")[0]
-    bar = tqdm(total=len(grid), initial=len(grid) - len(driver.todo()), desc=desc, disable=not progress)
-
-    def advance(cell: dict[str, Any] | None, count: int) -> None:
-        if cell is not None and cell.get("abs_error") is not None:
-            bar.set_postfix(n=cell["n"], err=f"{cell['abs_error']:.3g}")
-        bar.update(count)
-
-    try:
-        _run(driver, runner, advance, notify)
-    finally:
-        bar.close()
-        if runner is not executor:  # made here from a name: ours to close; an object is the caller's
-            runner.close()
-    missing = driver.todo()
-    if missing:  # only if another process holds cells past our wait (it cannot: wait has no timeout)
-        raise CausalPPError(f"{len(missing)} cell(s) of the grid were not computed: {missing[:3]} ...")
-    meta = _meta(spec, runner, out, settings)
-    if bounds_grid:
-        meta["bounds"] = bounds_options(spec.fit_kwargs) | {"batching": "none: bounds cells fit no model"}
-    return {t.name: _study(t, driver.done[t.name], grid, spec, meta) for t in targets}
+    return targets, spec, out, [target_settings(t, spec) for t in targets]
 
 
 def _meta(

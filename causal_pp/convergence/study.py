@@ -21,11 +21,11 @@ import numpy as np
 from ..errors import CausalPPError
 from ..queries import Query
 from .executors import Executor
-from .grid import DEFAULT_BATCH, GridSpec, run_grid
+from .grid import DEFAULT_BATCH, GridSpec, run_grid, run_grids
 from .result import Study
 from .targets import resolve_target
 
-__all__ = ["Study", "studies", "study"]
+__all__ = ["Study", "case_studies", "studies", "study"]
 
 
 def study(
@@ -172,6 +172,90 @@ def studies(
     targets = [resolve_target(case, q, None, None, None) for q in names]
     grids = _run(targets, locals())
     return {q: grids[t.name] for q, t in zip(names, targets, strict=True)}
+
+
+def case_studies(
+    plan: Mapping[Any, Sequence[str] | None],
+    *,
+    sizes: Sequence[int] | Mapping[str, Sequence[int]] = (50, 200, 800),
+    replicates: int = 5,
+    method: str = "svi",
+    seed: int = 0,
+    device: str = "cpu",
+    out: str | Path | None = None,
+    prob: float = 0.94,
+    num_units: int | None = None,
+    allow_unidentified: bool = False,
+    progress: bool = True,
+    fit_kwargs: dict[str, Any] | None = None,
+    executor: str | Executor = "serial",
+    workers: int | None = None,
+    replicate_range: tuple[int, int] | None = None,
+    batch_size: int | None = DEFAULT_BATCH,
+    on_notice: Callable[[str], None] | None = None,
+) -> dict[str, dict[str, Study]]:
+    """:func:`studies` of several cases on one executor, their batches scheduled together.
+
+    Run one case after another and every worker but one idles at the end of each case, while
+    its last batch finishes. Here the batches of every case are one stream, the costliest first
+    (N times the model's nodes), so the workers stay busy to the end. Each case's studies are
+    what :func:`studies` gives it alone with the same arguments (its cells in ``out/<case>``).
+
+    Parameters
+    ----------
+    plan
+        Case (a case object or its name in :mod:`causal_pp.cases`) -> its query names (None: all).
+    sizes
+        One list of sizes for every case, or case name -> its sizes.
+    replicates, method, seed, device, out, prob, num_units, allow_unidentified, progress, fit_kwargs
+        As for :func:`study`; ``out`` holds one folder per case.
+    executor, workers, replicate_range, batch_size, on_notice
+        As for :func:`study`.
+
+    Returns
+    -------
+    dict
+        Case name -> query name -> :class:`Study`.
+
+    Examples
+    --------
+    >>> from causal_pp import convergence
+    >>> found = convergence.case_studies({"frontdoor": None, "napkin": ["y_do_x1"]},
+    ...     sizes={"frontdoor": [100], "napkin": [60]}, replicates=2, executor="process",
+    ...     workers=2, progress=False)  # doctest: +SKIP
+    >>> sorted(found), sorted(found["napkin"])  # doctest: +SKIP
+    (['frontdoor', 'napkin'], ['y_do_x1'])
+    """
+    from ..cases import get_case
+
+    if not isinstance(plan, Mapping) or not plan:
+        raise CausalPPError(f"plan must map cases to their query names (None: all); got {plan!r}.")
+    arguments = dict(locals())
+    cases = [get_case(c) if isinstance(c, str) else c for c in plan]
+    specs = []
+    for case in cases:  # every case's settings checked before any truth is computed
+        if not hasattr(case, "queries") or not hasattr(case, "simulate"):
+            raise CausalPPError(
+                f"case_studies() takes cases from causal_pp.cases; got {type(case).__name__}."
+            )
+        if isinstance(sizes, Mapping) and case.name not in sizes:
+            raise CausalPPError(f"sizes has no entry for case {case.name!r}; it has {sorted(sizes)}.")
+        own = {**arguments, "sizes": sizes[case.name] if isinstance(sizes, Mapping) else sizes}
+        specs.append(GridSpec(**{k: own[k] for k in _SPEC}))
+    names = [list(case.queries if qs is None else qs) for case, qs in zip(cases, plan.values(), strict=True)]
+    grids = [
+        (
+            [resolve_target(case, q, None, None, None) for q in qs],
+            spec,
+            None if out is None else Path(out) / case.name,
+        )
+        for case, qs, spec in zip(cases, names, specs, strict=True)
+    ]
+    found = run_grids(grids, **{k: arguments[k] for k in _RUN if k != "out"})
+    return {
+        case.name: {q: by_target[t.name] for q, t in zip(qs, targets, strict=True)}
+        for case, qs, (targets, _, _), by_target in zip(cases, names, grids, found, strict=True)
+    }
 
 
 _SPEC = tuple(f.name for f in dataclasses.fields(GridSpec))

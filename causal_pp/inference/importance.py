@@ -406,8 +406,12 @@ Programs = Callable[[list[int], int], Callable[[], Any]]
 targets), each repeated ``m`` times along the draws (a data set's columns ``(m * len(rows), 1, N)``,
 row by row); for one data set, its own program (its columns broadcast)."""
 
-ROWS_ELEMENTS = 2**24
-"""The most per-unit particle values one call of the program evaluates for several data sets."""
+ROWS_ELEMENTS = 2**20
+"""Several data sets' chunks of draws go through the program together up to this many per-unit
+values (draws x units x latents). Batching saves the program's fixed cost per call, which is
+what a small model's correction is made of; past this size the work is memory-bound, and bigger
+calls only contend with other processes for the memory bus (2**24 made a study with two worker
+processes slower)."""
 
 
 def log_targets(
@@ -424,8 +428,8 @@ def log_targets(
     keys = list(range(len(ts))) if keys is None else keys
     t0 = ts[0]
     M, units, R = zs[0].shape[0], t0.unit_latent, len(ts)
-    chunk = t0.chunk
-    group = max(1, ROWS_ELEMENTS // (chunk * t0.K * t0.N * max(1, len(units))))
+    chunk, per_draw = t0.chunk, t0.N * max(1, len(units))
+    group = max(1, ROWS_ELEMENTS // (min(chunk, M) * per_draw))
     out = [torch.empty(M, dtype=torch.float64, device=t0.dev) for _ in ts]
     for g0 in range(0, R, group):
         rows = list(range(g0, min(R, g0 + group)))
@@ -448,19 +452,23 @@ def log_targets(
                     out[r][a:b] = exact.prior[here] + exact.unit[here].sum((1, 2))
                 else:
                     rest.append(i)
-            if not rest:
-                continue
-            pick = torch.cat([torch.arange(i * m, (i + 1) * m, device=t0.dev) for i in rest])
-            crn = {u: torch.cat([ts[rows[i]].crn[u].expand(m, -1, -1) for i in rest]) for u in units}
-            z = {u: prop_mean[u][pick] + prop_sd[u][pick] * crn[u] for u in units}
-            ev.target = programs([keys[rows[i]] for i in rest], m)
-            with torch.no_grad():
-                unit, prior = ev.log_joint({k: v[pick] for k, v in values.items()}, z, t0.K)
-            for u in units:
-                unit = unit - torch.distributions.Normal(prop_mean[u][pick], prop_sd[u][pick]).log_prob(z[u])
-            total = prior + (torch.logsumexp(unit, dim=1) - math.log(t0.K)).sum(-1)
-            for j, i in enumerate(rest):
-                out[rows[i]][a:b] = total[j * m : (j + 1) * m]
+            # the particles: K times the values, so as many data sets at a time as one data set's
+            # chunk alone would hold (``chunk``)
+            step = max(1, chunk // m)
+            for k0 in range(0, len(rest), step):
+                some = rest[k0 : k0 + step]
+                pick = torch.cat([torch.arange(i * m, (i + 1) * m, device=t0.dev) for i in some])
+                crn = {u: torch.cat([ts[rows[i]].crn[u].expand(m, -1, -1) for i in some]) for u in units}
+                pm, ps = {u: prop_mean[u][pick] for u in units}, {u: prop_sd[u][pick] for u in units}
+                z = {u: pm[u] + ps[u] * crn[u] for u in units}
+                ev.target = programs([keys[rows[i]] for i in some], m)
+                with torch.no_grad():
+                    unit, prior = ev.log_joint({k: v[pick] for k, v in values.items()}, z, t0.K)
+                for u in units:
+                    unit = unit - torch.distributions.Normal(pm[u], ps[u]).log_prob(z[u])
+                total = prior + (torch.logsumexp(unit, dim=1) - math.log(t0.K)).sum(-1)
+                for j, i in enumerate(some):
+                    out[rows[i]][a:b] = total[j * m : (j + 1) * m]
     return out
 
 
