@@ -16,7 +16,17 @@ from causal_pp.inference.batched_structured import BatchedStructuredGuide
 REAL = dist.Normal(0, 1).support
 
 
-def _guide(rows: int = 2, seed: int = 0) -> BatchedStructuredGuide:
+def _coupled(z: torch.Tensor) -> torch.Tensor:
+    # the first latent of each unit is coupled to a[0] alone, the second to b alone
+    a0, b = z[..., 0:1], z[..., 5:6]
+    return (
+        -0.5 * ((z[..., 2:5] - a0) ** 2).sum(-1)
+        - 0.5 * ((z[..., 6:9] * b) ** 2).sum(-1)
+        - 0.5 * (z[..., [0, 1, 5]] ** 2).sum(-1)
+    )
+
+
+def _guide(rows: int = 2, seed: int = 0, log_joint=None) -> BatchedStructuredGuide:  # type: ignore[no-untyped-def]
     # 3 units with two latent sites each, between and after global ones: every unit's two latents
     # form one block, and the draws must land in the layout's order
     slots = (
@@ -27,7 +37,9 @@ def _guide(rows: int = 2, seed: int = 0) -> BatchedStructuredGuide:
     )
     gens = [torch.Generator().manual_seed(seed + r) for r in range(rows)]
     init = torch.zeros(rows, 9, dtype=torch.float64)
-    g = BatchedStructuredGuide(Layout(slots, rows), init, globals_=["a", "b"], n=3, generators=gens)
+    g = BatchedStructuredGuide(
+        Layout(slots, rows), init, globals_=["a", "b"], n=3, generators=gens, log_joint=log_joint
+    )
     # parameters away from their start, so that every term of the draw and the entropy counts
     torch.manual_seed(seed)
     with torch.no_grad():
@@ -39,8 +51,9 @@ def _guide(rows: int = 2, seed: int = 0) -> BatchedStructuredGuide:
 ALL = torch.arange(9)
 
 
-def test_draws_have_the_gaussian_the_guide_reports() -> None:
-    g = _guide()
+@pytest.mark.parametrize("log_joint", [None, _coupled], ids=["dense", "coupled"])
+def test_draws_have_the_gaussian_the_guide_reports(log_joint) -> None:  # type: ignore[no-untyped-def]
+    g = _guide(log_joint=log_joint)
     z = g.sample(200_000).double()
     for row in range(2):
         q = g.gaussian(row)
@@ -64,8 +77,9 @@ def test_draws_have_the_gaussian_the_guide_reports() -> None:
         )
 
 
-def test_entropy_is_the_gaussian_entropy() -> None:
-    g = _guide()
+@pytest.mark.parametrize("log_joint", [None, _coupled], ids=["dense", "coupled"])
+def test_entropy_is_the_gaussian_entropy(log_joint) -> None:  # type: ignore[no-untyped-def]
+    g = _guide(log_joint=log_joint)
     noise = [torch.zeros(1, 2, k, dtype=torch.float64) for k in g.noise_sizes]
     with torch.no_grad():
         _, entropy = g.drawer()(*g.params, *noise)
@@ -108,3 +122,19 @@ def test_the_family_says_how_it_groups_a_units_latents() -> None:
         Layout(slots, 1), torch.zeros(1, 7), globals_=["b"], n=3, generators=[torch.Generator()]
     )
     assert "not grouped" in g.describe() and g.noise_sizes == (1, 6)
+
+
+def test_a_units_latents_regress_only_on_the_globals_they_are_coupled_to() -> None:
+    g = _guide(log_joint=_coupled)
+    # globals in the layout's order a[0], a[1], b: z1 reads a[0], z2 reads b
+    assert g.reads.tolist() == [[0], [2]] and g.dep.shape == (2, 3, 2, 1)
+    assert "at most 1 of them it is coupled to" in g.describe()
+    # a unit's latent given the globals moves with the ones it reads, not with the others
+    for row in range(2):
+        cov = g.gaussian(row).cov(ALL, ALL)
+        g_idx = torch.tensor([0, 1, 5])
+        weights = torch.linalg.solve(cov[g_idx][:, g_idx], cov[g_idx][:, [2, 6]]).T  # E[z | g] slopes
+        assert weights[0, 1:].abs().max() < 1e-9 and weights[0, 0].abs() > 1e-3
+        assert weights[1, :2].abs().max() < 1e-9 and weights[1, 2].abs() > 1e-3
+    dense = _guide()
+    assert dense.reads.shape == (2, 3) and "coupled" not in dense.describe()

@@ -183,7 +183,7 @@ def _note(message: str) -> None:
 def run(args: argparse.Namespace) -> int:
     """Run the studies; print one table per query, write the plot and the report."""
     from ..convergence import write_report
-    from ..convergence.grid import GridSpec, run_grid
+    from ..convergence.grid import GridSpec, run_grids
     from ..convergence.targets import resolve_target
     from ..runtime import resolve_device
 
@@ -209,20 +209,18 @@ def run(args: argparse.Namespace) -> int:
     executor = _executor(args)
     plan = _plan(args)
     out = writable_folder(args.out)
-    results = []
-    with executor:  # one pool or Ray session for every case
-        for label, case, chosen, targets in plan:
-            if case is not None:  # several queries of a case share one fit per cell
-                targets = [resolve_target(case, q, None, None, None) for q in chosen]
-            done = run_grid(
-                targets,
-                spec,
-                out=out / label if len(plan) > 1 else out,
-                progress=not (args.quiet or args.json),
-                executor=executor,
-                on_notice=_note,
-            )
-            results.extend(done.values())
+    grids = [
+        (
+            # several queries of a case share one fit per cell
+            targets if case is None else [resolve_target(case, q, None, None, None) for q in chosen],
+            spec,
+            out / label if len(plan) > 1 else out,
+        )
+        for label, case, chosen, targets in plan
+    ]
+    with executor:  # one pool or Ray session for every case, their batches one stream
+        found = run_grids(grids, progress=not (args.quiet or args.json), executor=executor, on_notice=_note)
+    results = [s for done in found for s in done.values()]
     paths = write_report(results, out)
     if args.json:
         emit_json({"studies": [_summary_json(s) for s in results], "files": [str(p) for p in paths]})

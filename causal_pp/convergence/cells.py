@@ -69,20 +69,31 @@ _MC_FIELDS = ("mc_se", "mc_fraction", "mc_sd", "mc_error", "mc_draws", "mc_units
 
 
 def wasserstein1(a: Iterable[float], b: Iterable[float]) -> float:
-    """Wasserstein-1 distance between two empirical 1-d distributions (scipy's).
+    """Wasserstein-1 distance between two empirical 1-d distributions.
+
+    scipy's ``wasserstein_distance`` computed the same way (the integral of the CDFs' absolute
+    difference over the merged sample), with each sample sorted only if it is not already: a
+    study compares every cell's ~10^5-10^6 predictive draws with one set of truth draws, kept
+    sorted (:func:`_truth_draws`), and scipy's own sorting of both was a third of a small cell's
+    time. Merging two sorted runs is a linear-time stable sort.
 
     Examples
     --------
     >>> round(wasserstein1([0.0, 1.0], [1.0, 2.0]), 6)
     1.0
+    >>> from scipy.stats import wasserstein_distance
+    >>> x, y = np.random.default_rng(0).normal(size=(2, 1000))
+    >>> bool(abs(wasserstein1(x, y) - wasserstein_distance(x, y)) < 1e-15)
+    True
     """
-    from scipy.stats import wasserstein_distance
-
-    a = np.asarray(a, dtype=float).ravel()
-    b = np.asarray(b, dtype=float).ravel()
-    if a.size == 0 or b.size == 0:
+    u, v = (np.asarray(x, dtype=float).ravel() for x in (a, b))
+    if u.size == 0 or v.size == 0:
         raise CausalPPError("wasserstein1 needs two non-empty samples.")
-    return float(wasserstein_distance(a, b))
+    u, v = (x if bool(np.all(x[1:] >= x[:-1])) else np.sort(x) for x in (u, v))
+    both = np.sort(np.concatenate([u, v]), kind="stable")
+    cdf_u = np.searchsorted(u, both[:-1], side="right") / u.size
+    cdf_v = np.searchsorted(v, both[:-1], side="right") / v.size
+    return float(np.sum(np.abs(cdf_u - cdf_v) * np.diff(both)))
 
 
 def predictive_outcome(estimate: Any, query: Any) -> np.ndarray | None:
@@ -513,7 +524,7 @@ _TRUTH_STREAM = 7_919  # tells the truth draws' seed apart from the cells' (seed
 
 
 def _truth_draws(target: Target, size: int, seed: int, n: int) -> np.ndarray:
-    """At least ``max(20_000, size)`` truth draws (a power of two), one set per (study seed, N).
+    """At least ``max(20_000, size)`` truth draws (a power of two, sorted), one set per (study seed, N).
 
     The draws depend only on the target, the study seed and N -- not on the cell -- so a cell's
     numbers do not depend on which cells ran before it in the same process."""
@@ -523,7 +534,8 @@ def _truth_draws(target: Target, size: int, seed: int, n: int) -> np.ndarray:
         if len(_TRUTH_CACHE) >= _TRUTH_CACHE_SIZE:
             _TRUTH_CACHE.pop(next(iter(_TRUTH_CACHE)))
         stream = int(np.random.SeedSequence([seed, n, _TRUTH_STREAM]).generate_state(1)[0] % (2**31 - 1))
-        _TRUTH_CACHE[key] = target.truth_samples(draws, stream)
+        # kept sorted: each cell's W1 then sorts only its own draws (see wasserstein1)
+        _TRUTH_CACHE[key] = np.sort(np.asarray(target.truth_samples(draws, stream), dtype=float).ravel())
     return _TRUTH_CACHE[key]
 
 

@@ -222,7 +222,9 @@ class BatchedStructuredGuide(RowGuide):
                 f"{head}; each of {units} per-unit latent elements normal given them, alone (a "
                 "per-unit site does not have the unit first, so a unit's latents are not grouped)"
             )
-        return f"{head}; each of {units} units' {d} latent(s) jointly normal given them"
+        k = self.reads.shape[1]
+        sparse = f" (a latent's mean on the at most {k} of them it is coupled to)" if k < G else ""
+        return f"{head}; each of {units} units' {d} latent(s) jointly normal given them{sparse}"
 
     def moments(self, row: int) -> Moments:
         """The joint Gaussian: the factor ``[L; A (I + T)]`` on the globals' noise, plus the units' own
