@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from ..cases import get_case
 from ..errors import CausalPPError
 from ..queries import Query
 from .executors import Executor
@@ -226,8 +227,6 @@ def case_studies(
     >>> sorted(found), sorted(found["napkin"])  # doctest: +SKIP
     (['frontdoor', 'napkin'], ['y_do_x1'])
     """
-    from ..cases import get_case
-
     if not isinstance(plan, Mapping) or not plan:
         raise CausalPPError(f"plan must map cases to their query names (None: all); got {plan!r}.")
     arguments = dict(locals())

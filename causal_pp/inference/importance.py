@@ -343,7 +343,7 @@ class GlobalsTarget:
             # finite, and its draw is marked as not holding
             h = torch.where(active, best_h[u], -1.0)
             exact = self.gaussian(glob, best_z[u], best_f, best_g[u], h)
-            exact = exact._replace(ok=exact.ok & active.flatten(1).all(1))
+            exact = Exact(exact.unit, exact.prior, exact.ok & active.flatten(1).all(1))
         out_mean, out_sd = {}, {}
         for u in units:
             lap_sd = torch.rsqrt(-best_h[u]).nan_to_num(nan=0.0)
