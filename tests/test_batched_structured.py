@@ -129,11 +129,13 @@ def test_a_units_latents_regress_only_on_the_globals_they_are_coupled_to() -> No
     # globals in the layout's order a[0], a[1], b: z1 reads a[0], z2 reads b
     assert g.reads.tolist() == [[0], [2]] and g.dep.shape == (2, 3, 2, 1)
     assert "at most 1 of them it is coupled to" in g.describe()
-    # a unit's latent given the globals moves with the ones it reads, not with the others
+    # a unit's latent moves with the noise of the globals it reads, not with the others': with
+    # the globals' factor L (the Cholesky factor of their covariance), Cov(z, e_g) = Cov(z, g) L^-T
     for row in range(2):
         cov = g.gaussian(row).cov(ALL, ALL)
         g_idx = torch.tensor([0, 1, 5])
-        weights = torch.linalg.solve(cov[g_idx][:, g_idx], cov[g_idx][:, [2, 6]]).T  # E[z | g] slopes
+        L = torch.linalg.cholesky(cov[g_idx][:, g_idx])
+        weights = torch.linalg.solve_triangular(L, cov[g_idx][:, [2, 6]], upper=False).T
         assert weights[0, 1:].abs().max() < 1e-9 and weights[0, 0].abs() > 1e-3
         assert weights[1, :2].abs().max() < 1e-9 and weights[1, 2].abs() > 1e-3
     dense = _guide()
