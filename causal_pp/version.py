@@ -10,4 +10,4 @@ __version__ = "0.2.0"
 #: Bump it with any change that moves them -- a new default guide, schedule or estimator: the
 #: results store keys cells by ``<version>+r<revision>``, so a rerun never reuses cells that the
 #: earlier code computed. 2: the structured guide became the batched path's default.
-RESULTS_REVISION = 3
+RESULTS_REVISION = 4
