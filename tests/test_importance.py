@@ -48,13 +48,7 @@ def _expansion(t: importance.GlobalsTarget, draws: int):  # type: ignore[no-unty
         @ torch.linalg.cholesky(t.S_tt).T
     )
     theta, _ = t.constrain(z_t)
-    values = {
-        name: theta[name].reshape(draws, 1, *([1] * (1 - t.s.sites[name].batch_ndim)), *t.s.sites[name].shape)
-        for name in t.globals_
-    }
-    dz = z_t - t.mu_t
-    mean = {u: (c[0] + dz @ c[1].T).unsqueeze(1) for u, c in t.cond.items()}
-    sd = {u: c[2].expand(draws, 1, t.N) for u, c in t.cond.items()}
+    values, mean, sd = t.chunk_inputs(z_t, theta, 0, draws)
     return values, t.laplace(values, mean, sd)
 
 

@@ -352,10 +352,6 @@ class GlobalsTarget:
             out_sd[u] = UNIT_INFLATION * torch.where(use, lap_sd, sd[u])
         return out_mean, out_sd, exact
 
-    def log_target(self, z_t: torch.Tensor, theta: Latents) -> torch.Tensor:
-        """log p(theta) + sum_units log p-hat(unit | theta), per draw (without the Jacobian)."""
-        return log_targets([self], lambda rows, m: self.target, [z_t], [theta])[0]
-
     def chunk_inputs(
         self, z_t: torch.Tensor, theta: Latents, a: int, b: int
     ) -> tuple[Latents, Latents, Latents]:
@@ -394,12 +390,6 @@ class GlobalsTarget:
         theta, log_jac = self.constrain(z_t)
         return z_t, theta, log_jac - proposal.log_prob(z_t)
 
-    def weigh(
-        self, mean: torch.Tensor, scale_tril: torch.Tensor, M: int
-    ) -> tuple[torch.Tensor, torch.Tensor, Latents]:
-        """``M`` draws of the globals from N(mean, LL^T), their log weights and constrained values."""
-        return weigh_rows([self], lambda rows, m: self.target, [(mean, scale_tril)], M)[0]
-
 
 Programs = Callable[[list[int], int], Callable[[], Any]]
 """``programs(rows, m)``: the model conditioned on the data sets ``rows`` (indices into a list of
@@ -421,7 +411,7 @@ def log_targets(
     thetas: list[Latents],
     keys: list[int] | None = None,
 ) -> list[torch.Tensor]:
-    """:meth:`GlobalsTarget.log_target` of several data sets' draws (one target each, one
+    """``log p(theta) + sum_units log p-hat(unit | theta)`` per draw (without the Jacobian) of several data sets' draws (one target each, one
     model), evaluated together: each chunk of draws of a group of data sets is one run of the
     program, in which each data set's units take their own Newton steps and integrals.
     ``keys``: the data sets' indices for ``programs`` (default: their positions)."""
@@ -479,7 +469,8 @@ def weigh_rows(
     M: int,
     keys: list[int] | None = None,
 ) -> list[tuple[torch.Tensor, torch.Tensor, Latents]]:
-    """:meth:`GlobalsTarget.weigh` for several data sets at once (one proposal each)."""
+    """``M`` draws of the globals per data set from its proposal N(mean, LL^T), their log weights
+    and constrained values, for several data sets at once."""
     if not ts:
         return []
     drawn = [t.propose(mean, L, M) for t, (mean, L) in zip(ts, proposals, strict=True)]
