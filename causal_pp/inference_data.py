@@ -311,7 +311,11 @@ def _sample_stats(
             data[name] = ((), float(d[key]))
     if not data:
         return None
-    extra = {"importance_corrected": int(bool(d.get("is_corrected", False)))}
+    # "tempered": the importance weights (importance_ess) degenerated and tempered SMC corrected
+    extra = {
+        "importance_corrected": int(bool(d.get("is_corrected", False))),
+        "importance_method": str(d.get("is_method", "none")),
+    }
     return xr.Dataset(data, attrs={**attrs, **extra})
 
 

@@ -367,8 +367,9 @@ def test_hopeless_importance_correction_stops_after_its_first_round(small_data, 
     from causal_pp.inference import importance
 
     monkeypatch.setattr(importance, "IS_ROUND1_MIN_ESS", 1e9)
-    # 600 steps in all, the starts' included: a guide the correction holds on when allowed to
-    fast = {**FAST_SVI, "num_steps": 600}
+    # 600 steps in all, the starts' included: a guide the correction holds on when allowed to;
+    # without tempering (tests/test_tempered.py), which would walk on from the first round
+    fast = {**FAST_SVI, "num_steps": 600, "tempering": False}
     with pytest.warns(UserWarning, match="importance correction of the guide failed"):
         post = frontdoor.fit(small_data, seed=0, **fast)
     d = post.diagnostics

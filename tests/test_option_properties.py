@@ -59,6 +59,7 @@ def _small_valid(name: str) -> st.SearchStrategy[Any]:
         "guide": st.sampled_from(["auto", "lowrank_mvn", "mvn", "normal", "structured"]),
         "importance": st.booleans(),
         "importance_particles": st.integers(1, 8),
+        "tempering": st.booleans(),
         "restarts": st.integers(1, 2),
         "restart_steps": st.integers(4, 8),
         "restart_init": st.sampled_from(["median", "prior"]),
@@ -67,7 +68,7 @@ def _small_valid(name: str) -> st.SearchStrategy[Any]:
 
 
 SVI_OPTIONS = ("num_samples", "num_steps", "lr", "lr_decay", "num_particles", "guide", "importance",
-               "importance_particles", "restarts", "restart_steps", "restart_init", "jit_compile")  # fmt: skip
+               "importance_particles", "tempering", "restarts", "restart_steps", "restart_init", "jit_compile")  # fmt: skip
 
 
 @st.composite

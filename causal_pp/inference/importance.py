@@ -25,12 +25,18 @@ marginal widened by ``inflation``, then a Gaussian fitted to the weighted first 
 2008) of the second round pick ``num_samples`` of its ``num_proposals`` draws by systematic
 resampling. This removes most of the variational overconfidence of the guide; the weights'
 effective sample size is the diagnostic.
+
+Where the weights degenerate (a posterior of the globals too far from Gaussian for one
+Gaussian proposal: ESS below :data:`IS_MIN_ESS`), the first round's draws are instead walked to
+the posterior by tempered sequential Monte Carlo (:mod:`.tempered`; ``temper=True``), with the
+same target; ``is_method`` says which correction was used.
 """
 
 from __future__ import annotations
 
 import copy
 import math
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -42,6 +48,7 @@ from torch.distributions import biject_to
 
 from ..inference_data import pareto_k
 from .guides import guide_gaussian
+from .tempered import TEMPER_INFLATION, Start, systematic, temper_rows
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..program import ProgramStructure
@@ -86,15 +93,6 @@ class Exact(NamedTuple):
     unit: torch.Tensor
     prior: torch.Tensor
     ok: torch.Tensor
-
-
-def systematic(weights: torch.Tensor, k: int, generator: torch.Generator) -> torch.Tensor:
-    """Indices of ``k`` draws picked by systematic resampling with probabilities ``weights``."""
-    cpu = {"dtype": torch.float64, "device": "cpu"}
-    u = (torch.rand((), generator=generator, **cpu) + torch.arange(k, **cpu)) / k
-    cdf = torch.cumsum(weights.double().cpu(), 0)
-    cdf = cdf / cdf[-1]
-    return torch.searchsorted(cdf, u).clamp(max=len(weights) - 1)
 
 
 @dataclass(frozen=True)
@@ -499,14 +497,14 @@ def importance_correct(
     num_particles: int,
     inflation: float,
     seed: int,
+    temper: bool = False,
 ) -> tuple[Latents | None, dict[str, Any]]:
     """Importance-resample the global parameters, with the fitted guide as proposal.
 
     ``g`` is a multivariate-normal autoguide or a :class:`GaussianView` (one row of a batched
-    fit). Returns the corrected draws (None when the correction does not apply or its weights are
-    all zero or degenerate in the first round) and its diagnostics (``is_corrected``,
-    ``is_ess``, ``is_ess_round1``, ``is_skipped`` ...). See the module docstring, and
-    :func:`importance_correct_rows` for several data sets at once.
+    fit). Returns the corrected draws (None where the correction does not apply or does not hold)
+    and its diagnostics (``is_corrected``, ``is_method``, ``is_ess``, ``is_skipped`` ...). See
+    the module docstring, and :func:`importance_correct_rows` for several data sets at once.
     """
     return importance_correct_rows(
         lambda rows, m: target,
@@ -519,6 +517,7 @@ def importance_correct(
         num_particles=num_particles,
         inflation=inflation,
         seeds=[seed],
+        temper=temper,
     )[0]
 
 
@@ -534,13 +533,16 @@ def importance_correct_rows(
     num_particles: int,
     inflation: float,
     seeds: list[int],
+    temper: bool = False,
 ) -> list[tuple[Latents | None, dict[str, Any]]]:
     """:func:`importance_correct` of several data sets of one model (a batched fit's rows), each
     with its guide and seed: the same result per data set as alone (up to the rounding of
     batched kernels), with the model run once per chunk of draws for all of them.
 
     ``programs`` conditions the model on data sets by their index in ``guides`` (see
-    :data:`Programs`).
+    :data:`Programs`). With ``temper``, rows whose weights degenerate (ESS below
+    :data:`IS_MIN_ESS`) are walked to the posterior by :mod:`.tempered` instead (together), and
+    their draws returned if the walk reached it; without, such rows' draws are None.
     """
     out: list[tuple[Latents | None, dict[str, Any]]] = []
     keys, ts = [], []
@@ -561,32 +563,92 @@ def importance_correct_rows(
         )
     # round 1: each guide's marginal, widened
     first = [(t.mu_t, inflation * torch.linalg.cholesky(t.S_tt)) for t in ts]
-    weighed = weigh_rows(ts, programs, first, max(500, num_proposals // 2), keys)
-    second, keys2, ts2 = [], [], []
-    for r, t, (z1, lw1, _) in zip(keys, ts, weighed, strict=True):
+    weighed1 = weigh_rows(ts, programs, first, max(500, num_proposals // 2), keys)
+    second, pos2, degenerate = [], [], []
+    for i, (r, t, (z1, lw1, _)) in enumerate(zip(keys, ts, weighed1, strict=True)):
         info = out[r][1]
         info["is_unit_integral"] = t.unit_integral()
         proposal = _round2_proposal(t, z1, lw1, info, inflation)
         if proposal is not None:
             second.append(proposal)
-            keys2.append(r)
-            ts2.append(t)
+            pos2.append(i)
+        elif info["is_skipped"].startswith("importance weights degenerate"):
+            degenerate.append(i)
     # round 2: a Gaussian fitted to round 1, slightly widened
-    weighed = weigh_rows(ts2, programs, second, num_proposals, keys2)
-    for r, t, (_, lw2, theta) in zip(keys2, ts2, weighed, strict=True):
+    weighed = weigh_rows([ts[i] for i in pos2], programs, second, num_proposals, [keys[i] for i in pos2])
+    for i, (_, lw2, theta) in zip(pos2, weighed, strict=True):
+        r, t = keys[i], ts[i]
         info = out[r][1]
         info["is_unit_integral"] = t.unit_integral()
         draws = _resampled(t, lw2, theta, info, num_samples)
-        if draws is not None:
+        if draws is not None and info["is_ess"] < IS_MIN_ESS:
+            info["is_skipped"] = (
+                f"importance weights degenerate (ESS {info['is_ess']:.0f} < {IS_MIN_ESS:.0f})"
+            )
+            degenerate.append(i)
+        elif draws is not None:
             info.update(
                 is_corrected=True,
+                is_method="importance",
                 is_ess_fraction=info["is_ess"] / num_proposals,
                 is_num_proposals=num_proposals,
                 is_particles=num_particles,
                 is_inflation=inflation,
             )
-        out[r] = (draws, info)
+            out[r] = (draws, info)
+    if temper and degenerate:
+        degenerate.sort()
+        walked = _tempered(programs, keys, ts, first, weighed1, degenerate, out, num_samples)
+        for i, draws in zip(degenerate, walked, strict=True):
+            if draws is not None:
+                out[keys[i]] = (draws, out[keys[i]][1])
     return out
+
+
+def _tempered(
+    programs: Programs,
+    keys: list[int],
+    ts: list[GlobalsTarget],
+    first: list[tuple[torch.Tensor, torch.Tensor]],
+    weighed1: list[tuple[torch.Tensor, torch.Tensor, Latents]],
+    rows: list[int],
+    out: list[tuple[Latents | None, dict[str, Any]]],
+    num_samples: int,
+) -> list[Latents | None]:
+    """The rows ``rows`` (positions in ``ts``) tempered from their first round to the posterior
+    (:func:`~.tempered.temper_rows`, all together); their draws, or None where the walk gave up."""
+    t_start = time.perf_counter()
+    # the walk starts wider than the guide: reweighting contracts a cloud well, while moves
+    # must widen a narrow one step by step (from the guide's own spread, 0.8 of NUTS' SD was
+    # left on multi-cause N = 60)
+    wide = [(first[i][0], TEMPER_INFLATION * torch.linalg.cholesky(ts[i].S_tt)) for i in rows]
+    drawn = weigh_rows([ts[i] for i in rows], programs, wide, len(weighed1[rows[0]][1]), [keys[i] for i in rows])
+    starts = [Start.weighed(z, lw, *q) for (z, lw, _), q in zip(drawn, wide, strict=True)]
+
+    def log_target(idx: list[int], zs: list[torch.Tensor]) -> list[torch.Tensor]:
+        sub = [ts[rows[j]] for j in idx]
+        constrained = [t.constrain(z) for t, z in zip(sub, zs, strict=True)]
+        lps = log_targets(sub, programs, zs, [c[0] for c in constrained], [keys[rows[j]] for j in idx])
+        return [lp + c[1] for lp, c in zip(lps, constrained, strict=True)]
+
+    walks = temper_rows(log_target, starts, [ts[i].gen for i in rows])
+    each = (time.perf_counter() - t_start) / len(rows)
+    result: list[Latents | None] = []
+    for i, walk in zip(rows, walks, strict=True):
+        t, info = ts[i], out[keys[i]][1]
+        info.update(is_importance_skipped=info.pop("is_skipped"), is_temper_time_s=each, **walk.diagnostics())
+        if not walk.finished or walk.distinct < IS_MIN_ESS:
+            how = "did not reach the posterior" if not walk.finished else "kept too few distinct particles"
+            info["is_skipped"] = (
+                f"importance weights degenerate ({info['is_importance_skipped']}), and tempering {how} "
+                f"({walk.stages} stages, {walk.distinct} distinct particles)"
+            )
+            result.append(None)
+            continue
+        theta, _ = t.constrain(walk.pick(num_samples, t.gen))
+        info.update(is_corrected=True, is_method="tempered")
+        result.append({name: theta[name].reshape(num_samples, *t.s.sites[name].shape) for name in t.globals_})
+    return result
 
 
 def _round2_proposal(

@@ -28,7 +28,7 @@ from .. import validation as check
 from ..errors import InferenceError, InvalidArgumentError
 from ..runtime import seeded
 from .guides import GUIDES, RESTART_INITS, global_dims, make_guide, start_init
-from .importance import IS_MIN_ESS, Programs, importance_correct_rows
+from .importance import Programs, importance_correct_rows
 from .methods import FitMethod, FitProblem, FitResult, register_method, reshape_draws
 
 __all__ = [
@@ -342,7 +342,12 @@ class SVI(FitMethod):
         (:mod:`causal_pp.inference.importance`), with this many particles per unit (none where
         a unit's one latent has a Gaussian conditional: its integral is then done in closed form).
         ``benchmarks/importance_correction.py`` measures both against the exact posterior.
-        If the weights degenerate the guide's own draws are kept, with a warning.
+    tempering
+        Where the importance weights degenerate (a posterior of the globals too far from
+        Gaussian), walk the first round's draws to the posterior by tempered sequential Monte
+        Carlo (:mod:`causal_pp.inference.tempered`; ``diagnostics["is_method"]`` says
+        ``"tempered"``). If that fails too, or with ``tempering=False``, the guide's own draws
+        are kept, with a warning.
     restarts
         Starts from this many initialisations. Each runs the first ``restart_steps`` steps of
         the fit; the one with the lowest loss (its mean over its last 50 steps) continues, with
@@ -387,6 +392,7 @@ class SVI(FitMethod):
     guide: str | Callable[[Callable[..., Any]], Any] = "auto"
     importance: bool = True
     importance_particles: int = 16
+    tempering: bool = True
     restarts: int = 5
     restart_steps: int = SVI_RESTART_STEPS
     restart_init: str = "median"
@@ -406,6 +412,7 @@ class SVI(FitMethod):
             check.choice("guide", self.guide, GUIDES)
         check.boolean("importance", self.importance)
         check.positive_int("importance_particles", self.importance_particles)
+        check.boolean("tempering", self.tempering)
         check.positive_int("restarts", self.restarts)
         check.positive_int("restart_steps", self.restart_steps, minimum=4)
         check.choice("restart_init", self.restart_init, RESTART_INITS)
@@ -549,19 +556,12 @@ class SVI(FitMethod):
             num_particles=self.importance_particles,
             inflation=1.2,
             seeds=[problems[i].seed for i in todo],
+            temper=self.tempering,
         )
         each = (time.perf_counter() - t_is) / len(todo)  # the rows' shares of one run
         for i, (corrected, is_info) in zip(todo, results, strict=True):
             is_info["is_time_s"] = each
-            if corrected is not None and is_info["is_ess"] >= IS_MIN_ESS:
-                out[i] = (corrected, is_info)
-                continue
-            if corrected is not None:
-                is_info["is_corrected"] = False
-                is_info["is_skipped"] = (
-                    f"importance weights degenerate (ESS {is_info['is_ess']:.0f} < {IS_MIN_ESS:.0f})"
-                )
-            out[i] = (draws[i], is_info)
+            out[i] = (draws[i] if corrected is None else corrected, is_info)
         return out
 
     def diagnostics(
