@@ -5,8 +5,9 @@ latents per unit and binary data: SVI's importance weights degenerate in every c
 protocol), per data set:
 
 * ``nuts``: the library's NUTS on the full latent model (the reference), its R-hat and time;
-* ``guide``: ``SVI(tempering=False)``: the guide's own draws, which a degenerate correction keeps;
-* ``tempered``: ``SVI()`` (the default): the draws walked to the posterior by tempered SMC
+* ``guide``: ``SVI()`` (the default, ``tempering=False``): the guide's own draws, which a
+  degenerate correction keeps;
+* ``tempered``: ``SVI(tempering=True)``: the draws walked to the posterior by tempered SMC
   (:mod:`causal_pp.inference.tempered`).
 
 Each SVI method runs with several fit seeds (``--fit-seeds``), so the table shows how much the
@@ -14,10 +15,15 @@ answer moves with the seed as well as how far it is from NUTS. Reported per fit:
 mean and SD of the case's first query (``posterior.estimate``, seed 0), the shift of the mean in
 reference SDs, the SD ratio, which correction was used and its diagnostics, and the fit time.
 
+``--mode coverage`` instead runs a convergence study per method (``causal_pp.convergence.study``,
+the same simulated data sets for both: ``--replicates`` at each of ``--sizes``, batched fits) and
+reports coverage of the 94% interval, mean absolute error, posterior SD and fit time per method.
+
 Usage::
 
     python benchmarks/tempering.py                          # multicause, N = 60, data seeds 0-2
     python benchmarks/tempering.py --sizes 60 --seeds 1 --fit-seeds 0,1,2
+    python benchmarks/tempering.py --mode coverage --sizes 100 --replicates 100
 
 Writes CSV (rows as they finish, ``*.csv.part`` while running) and JSON (machine, command, date,
 settings, wall time, summary) to ``benchmarks/results/tempering-<date>.*``.
@@ -85,6 +91,46 @@ def _fit(case: Any, data: Any, method: Any, seed: int) -> dict[str, Any]:
     }
 
 
+def _coverage(args: argparse.Namespace, meta: dict[str, Any], base: Path) -> int:
+    """Coverage, error and time of each method over many data sets (one study per method)."""
+    from causal_pp.convergence import study
+
+    rows = []
+    t_start = time.perf_counter()
+    for name in args.cases.split(","):
+        for method, temper in (("guide", False), ("tempered", True)):
+            t0 = time.perf_counter()
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                s = study(
+                    get_case(name),
+                    sizes=[int(x) for x in args.sizes.split(",")],
+                    replicates=args.replicates,
+                    seed=args.study_seed,
+                    fit_kwargs={"tempering": temper},
+                    out=base.parent / f"{base.name}-cells" / f"{name}-{method}",
+                    progress=False,
+                )
+            wall = time.perf_counter() - t0
+            t = s.table
+            for n, r in s.summary().iterrows():
+                cells = t[t["n"] == n]
+                how = cells["fit_is_method"].where(
+                    cells["fit_is_corrected"].fillna(False).astype(bool), "none"
+                )
+                row = {"case": name, "n": int(n), "method": method, "replicates": int(r["replicates"]),
+                       "coverage": r["coverage"], "mean_abs_error": r["mean_abs_error"],
+                       "posterior_sd": r["posterior_sd"], "fit_seconds": r["fit_seconds"],
+                       "corrected_by": how.value_counts().to_dict(), "study_wall_s": wall}  # fmt: skip
+                rows.append(row)
+                print(row, flush=True)
+    meta["rows"] = rows
+    meta["wall_seconds"] = time.perf_counter() - t_start
+    base.with_suffix(".json").write_text(json.dumps(meta, indent=2, default=str))
+    print(f"wrote {base}.json ({meta['wall_seconds'] / 60:.1f} min)")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--cases", default="multicause")
@@ -94,6 +140,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--nuts-samples", type=int, default=1000)
     p.add_argument("--nuts-warmup", type=int, default=1000)
     p.add_argument("--nuts-chains", type=int, default=2)
+    p.add_argument("--mode", choices=["compare", "coverage"], default="compare")
+    p.add_argument("--replicates", type=int, default=100, help="coverage mode: data sets per N")
+    p.add_argument("--study-seed", type=int, default=7, help="coverage mode: the studies' master seed")
     p.add_argument("--out", type=Path, default=HERE / "results")
     args = p.parse_args(argv)
     ints = lambda s: [int(x) for x in s.split(",")]  # noqa: E731
@@ -107,6 +156,8 @@ def main(argv: list[str] | None = None) -> int:
         "machine": _machine(),
     }
     meta["settings"] = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
+    if args.mode == "coverage":
+        return _coverage(args, meta, args.out / f"tempering-coverage-{stamp}")
     nuts = NUTS(num_samples=args.nuts_samples, warmup_steps=args.nuts_warmup, num_chains=args.nuts_chains)
     rows: list[dict[str, Any]] = []
     t_start = time.perf_counter()
@@ -122,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
                     todo = [("nuts", 0, ref)]
                     for fs in ints(args.fit_seeds):
                         todo.append(("guide", fs, _fit(case, data, SVI(tempering=False), fs)))
-                        todo.append(("tempered", fs, _fit(case, data, SVI(), fs)))
+                        todo.append(("tempered", fs, _fit(case, data, SVI(tempering=True), fs)))
                     for method, fs, r in todo:
                         row = {"case": name, "n": n, "seed": seed, "method": method, "fit_seed": fs, **r}
                         row["shift_sd"] = (r["mean"] - ref["mean"]) / ref["sd"]

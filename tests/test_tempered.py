@@ -110,14 +110,14 @@ def test_a_fit_whose_importance_weights_degenerate_is_tempered_to_the_same_poste
     to count as degenerate, the tempered correction must find the posterior the importance
     correction finds."""
     data = get_case("frontdoor").simulate(200, seed=4)
-    weighed = _fit(data)
+    weighed = _fit(data, tempering=True)
     assert weighed.diagnostics["is_method"] == "importance"
     monkeypatch.setattr(importance, "IS_ROUND1_MIN_ESS", 1e9)
-    tempered = _fit(data)
+    tempered = _fit(data, tempering=True)
     d = tempered.diagnostics
     assert d["is_corrected"] and d["is_method"] == "tempered", d.get("is_skipped")
     assert "no second round" in d["is_importance_skipped"] and d["is_temper_stages"] >= 1
-    off = _fit(data, tempering=False)
+    off = _fit(data)  # the default: no tempering
     assert not off.diagnostics["is_corrected"] and "no second round" in off.diagnostics["is_skipped"]
     for name, a in weighed.samples.items():
         a, b = a.double().reshape(len(a), -1), tempered.samples[name].double().reshape(len(a), -1)

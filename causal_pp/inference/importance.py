@@ -622,7 +622,9 @@ def _tempered(
     # must widen a narrow one step by step (from the guide's own spread, 0.8 of NUTS' SD was
     # left on multi-cause N = 60)
     wide = [(first[i][0], TEMPER_INFLATION * torch.linalg.cholesky(ts[i].S_tt)) for i in rows]
-    drawn = weigh_rows([ts[i] for i in rows], programs, wide, len(weighed1[rows[0]][1]), [keys[i] for i in rows])
+    drawn = weigh_rows(
+        [ts[i] for i in rows], programs, wide, len(weighed1[rows[0]][1]), [keys[i] for i in rows]
+    )
     starts = [Start.weighed(z, lw, *q) for (z, lw, _), q in zip(drawn, wide, strict=True)]
 
     def log_target(idx: list[int], zs: list[torch.Tensor]) -> list[torch.Tensor]:

@@ -342,12 +342,15 @@ class SVI(FitMethod):
         (:mod:`causal_pp.inference.importance`), with this many particles per unit (none where
         a unit's one latent has a Gaussian conditional: its integral is then done in closed form).
         ``benchmarks/importance_correction.py`` measures both against the exact posterior.
+        If the weights degenerate the guide's own draws are kept, with a warning.
     tempering
-        Where the importance weights degenerate (a posterior of the globals too far from
-        Gaussian), walk the first round's draws to the posterior by tempered sequential Monte
-        Carlo (:mod:`causal_pp.inference.tempered`; ``diagnostics["is_method"]`` says
-        ``"tempered"``). If that fails too, or with ``tempering=False``, the guide's own draws
-        are kept, with a warning.
+        Experimental, off by default: where the importance weights degenerate, walk draws from
+        the guide's Gaussian, widened, to the posterior by tempered sequential Monte Carlo
+        (:mod:`causal_pp.inference.tempered`; ``diagnostics["is_method"]`` then says
+        ``"tempered"``). On the multi-cause case, where the weights degenerate in every cell, it
+        was *not* better than the guide's own draws: no closer to NUTS, narrower, with lower
+        coverage over many data sets, at about twice the fit time (``benchmarks/tempering.py``
+        measures it). Use it to check a fit, not by default.
     restarts
         Starts from this many initialisations. Each runs the first ``restart_steps`` steps of
         the fit; the one with the lowest loss (its mean over its last 50 steps) continues, with
@@ -392,7 +395,7 @@ class SVI(FitMethod):
     guide: str | Callable[[Callable[..., Any]], Any] = "auto"
     importance: bool = True
     importance_particles: int = 16
-    tempering: bool = True
+    tempering: bool = False
     restarts: int = 5
     restart_steps: int = SVI_RESTART_STEPS
     restart_init: str = "median"
