@@ -618,9 +618,7 @@ def _tempered(
     """The rows ``rows`` (positions in ``ts``) tempered from their first round to the posterior
     (:func:`~.tempered.temper_rows`, all together); their draws, or None where the walk gave up."""
     t_start = time.perf_counter()
-    # the walk starts wider than the guide: reweighting contracts a cloud well, while moves
-    # must widen a narrow one step by step (from the guide's own spread, 0.8 of NUTS' SD was
-    # left on multi-cause N = 60)
+    # wider than the guide: reweighting contracts a cloud at once, moves widen it step by step
     wide = [(first[i][0], TEMPER_INFLATION * torch.linalg.cholesky(ts[i].S_tt)) for i in rows]
     drawn = weigh_rows(
         [ts[i] for i in rows], programs, wide, len(weighed1[rows[0]][1]), [keys[i] for i in rows]
