@@ -44,6 +44,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import torch
 
 import causal_pp as cp
@@ -115,9 +116,8 @@ def _coverage(args: argparse.Namespace, meta: dict[str, Any], base: Path) -> int
             t = s.table
             for n, r in s.summary().iterrows():
                 cells = t[t["n"] == n]
-                how = cells["fit_is_method"].where(
-                    cells["fit_is_corrected"].fillna(False).astype(bool), "none"
-                )
+                method = cells.get("fit_is_method", pd.Series("none", index=cells.index)).fillna("none")
+                how = method.where(cells["fit_is_corrected"].fillna(False).astype(bool), "none")
                 row = {"case": name, "n": int(n), "method": method, "replicates": int(r["replicates"]),
                        "coverage": r["coverage"], "mean_abs_error": r["mean_abs_error"],
                        "posterior_sd": r["posterior_sd"], "fit_seconds": r["fit_seconds"],
