@@ -116,8 +116,8 @@ def _coverage(args: argparse.Namespace, meta: dict[str, Any], base: Path) -> int
             t = s.table
             for n, r in s.summary().iterrows():
                 cells = t[t["n"] == n]
-                method = cells.get("fit_is_method", pd.Series("none", index=cells.index)).fillna("none")
-                how = method.where(cells["fit_is_corrected"].fillna(False).astype(bool), "none")
+                source = cells.get("fit_is_method", pd.Series("none", index=cells.index)).fillna("none")
+                how = source.where(cells["fit_is_corrected"].fillna(False).astype(bool), "none")
                 row = {"case": name, "n": int(n), "method": method, "replicates": int(r["replicates"]),
                        "coverage": r["coverage"], "mean_abs_error": r["mean_abs_error"],
                        "posterior_sd": r["posterior_sd"], "fit_seconds": r["fit_seconds"],
