@@ -27,9 +27,10 @@ resampling. This removes most of the variational overconfidence of the guide; th
 effective sample size is the diagnostic.
 
 Where the weights degenerate (a posterior of the globals too far from Gaussian for one
-Gaussian proposal: ESS below :data:`IS_MIN_ESS`), the first round's draws are instead walked to
-the posterior by tempered sequential Monte Carlo (:mod:`.tempered`; ``temper=True``), with the
-same target; ``is_method`` says which correction was used.
+Gaussian proposal: ESS below :data:`IS_MIN_ESS`), ``temper=True`` (off by default: see
+``SVI(tempering=...)``) walks draws of the guide's Gaussian, widened, to the posterior by
+tempered sequential Monte Carlo (:mod:`.tempered`), with the same target; ``is_method`` says
+which correction was used.
 """
 
 from __future__ import annotations
@@ -598,7 +599,7 @@ def importance_correct_rows(
             out[r] = (draws, info)
     if temper and degenerate:
         degenerate.sort()
-        walked = _tempered(programs, keys, ts, first, weighed1, degenerate, out, num_samples)
+        walked = _tempered(programs, keys, ts, degenerate, out, num_samples, len(weighed1[0][1]))
         for i, draws in zip(degenerate, walked, strict=True):
             if draws is not None:
                 out[keys[i]] = (draws, out[keys[i]][1])
@@ -609,20 +610,18 @@ def _tempered(
     programs: Programs,
     keys: list[int],
     ts: list[GlobalsTarget],
-    first: list[tuple[torch.Tensor, torch.Tensor]],
-    weighed1: list[tuple[torch.Tensor, torch.Tensor, Latents]],
     rows: list[int],
     out: list[tuple[Latents | None, dict[str, Any]]],
     num_samples: int,
+    M: int,
 ) -> list[Latents | None]:
-    """The rows ``rows`` (positions in ``ts``) tempered from their first round to the posterior
-    (:func:`~.tempered.temper_rows`, all together); their draws, or None where the walk gave up."""
+    """The rows ``rows`` (positions in ``ts``) tempered from ``M`` draws of their guide's Gaussian,
+    widened, to the posterior (:func:`~.tempered.temper_rows`, all together); their draws, or
+    None where the walk gave up."""
     t_start = time.perf_counter()
     # wider than the guide: reweighting contracts a cloud at once, moves widen it step by step
-    wide = [(first[i][0], TEMPER_INFLATION * torch.linalg.cholesky(ts[i].S_tt)) for i in rows]
-    drawn = weigh_rows(
-        [ts[i] for i in rows], programs, wide, len(weighed1[rows[0]][1]), [keys[i] for i in rows]
-    )
+    wide = [(ts[i].mu_t, TEMPER_INFLATION * torch.linalg.cholesky(ts[i].S_tt)) for i in rows]
+    drawn = weigh_rows([ts[i] for i in rows], programs, wide, M, [keys[i] for i in rows])
     starts = [Start.weighed(z, lw, *q) for (z, lw, _), q in zip(drawn, wide, strict=True)]
 
     def log_target(idx: list[int], zs: list[torch.Tensor]) -> list[torch.Tensor]:
