@@ -1031,9 +1031,37 @@ def summarise_protocol(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]
                 "corrected_fraction": float(np.mean([_bool(r["corrected"]) for r in sel])),
                 "converged_fraction": float(np.mean([_bool(r["converged"]) for r in sel])),
                 "median_is_ess": float(np.nanmedian(ess)) if np.isfinite(ess).any() else float("nan"),
+                **_against_reference(rows, sel),
             }
         )
     return out
+
+
+def _against_reference(rows: Sequence[Mapping[str, Any]], sel: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """Per data set, a method's posterior against the reference's on the same data (the exact
+    one if run, else NUTS; only where it is ok): the mean's shift in reference SDs and the SD
+    ratio, summarised over the data sets."""
+    if not sel or sel[0]["method"] in ("nuts_reference", "is_reference"):
+        return {}
+    for ref_name in ("is_reference", "nuts_reference"):
+        refs = {
+            (r["case"], int(r["n"]), r["seed"]): r
+            for r in rows
+            if r["method"] == ref_name and _bool(r["ref_ok"]) and r["covers"] != ""
+        }
+        pairs = [(r, refs.get((r["case"], int(r["n"]), r["seed"]))) for r in sel]
+        pairs = [(r, ref) for r, ref in pairs if ref is not None]
+        if pairs:
+            shift = [(float(r["mean"]) - float(ref["mean"])) / float(ref["sd"]) for r, ref in pairs]
+            ratio = [float(r["sd"]) / float(ref["sd"]) for r, ref in pairs]
+            return {
+                "reference": ref_name,
+                "shift_sd_mean": float(np.mean(shift)),
+                "shift_sd_abs_max": float(np.max(np.abs(shift))),
+                "sd_ratio_mean": float(np.mean(ratio)),
+                "sd_ratio_range": [float(np.min(ratio)), float(np.max(ratio))],
+            }
+    return {}
 
 
 def _print_protocol_summary(
@@ -1052,6 +1080,12 @@ def _print_protocol_summary(
             f" median ESS {s['median_is_ess']:.0f}"
             + (f"  FAILED fits: seeds {s['seeds_fit_failed']}" if s["seeds_fit_failed"] else "")
         )
+        if "reference" in s:
+            print(
+                f"  {'':>16s} vs {s['reference']} on the same data: mean shift {s['shift_sd_mean']:+.3f} "
+                f"reference SDs (max |{s['shift_sd_abs_max']:.2f}|), SD ratio {s['sd_ratio_mean']:.3f} "
+                f"(range {s['sd_ratio_range'][0]:.2f}-{s['sd_ratio_range'][1]:.2f})"
+            )
     for case, wall in (walls or {}).items():
         parts = ", ".join(f"{k} {v:.0f} s" for k, v in wall.items())
         print(f"  wall time {case}: {parts}")
