@@ -16,7 +16,10 @@ options. It then reports, per query,
 * ``mc_fraction_reported``: the fraction the estimate reports itself (new code only);
 * with ``--variants`` (new code only): seconds and units to reach the same target without
   stratified antithetic units (``no_stratify``) and without Rao-Blackwellisation either
-  (``no_reduction``): what each variance reduction buys.
+  (``no_reduction``): what each variance reduction buys;
+* with ``--draws-scaling``: seconds on 50 and 500 posterior draws at the same units per draw,
+  and the fixed cost per call they imply (what vectorising ``estimate`` over a batch of
+  posteriors could save: issue #15).
 
 Besides the registered cases, the script measures issue #13's own model (``issue13``): a
 front-door model with a Poisson (log link) mediator and Student-t outcome noise, fitted at
@@ -177,6 +180,28 @@ def variants(post: Any, query: Any) -> dict[str, Any]:
     return out
 
 
+def draws_scaling(
+    post: Any, query: Any, draws: tuple[int, ...] = (50, 500), repeats: int = 3
+) -> dict[str, Any]:
+    """Seconds of ``estimate`` on fewer and more posterior draws (same units per draw): the
+    intercept of the line through them is the fixed cost of a call, which is what one call
+    for a batch of posteriors (instead of one per posterior) could save."""
+    kwargs = {"allow_unidentified": True, "assume_monotonic": True}
+    units = int(post.estimate(query, seed=0, **kwargs).num_units)
+    out: dict[str, Any] = {}
+    for k in draws:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            t0 = time.perf_counter()
+            for _ in range(repeats):
+                post.estimate(query, seed=0, num_samples=k, num_units=units, **kwargs)
+        out[f"seconds_{k}_draws"] = round((time.perf_counter() - t0) / repeats, 4)
+    a, b = draws[0], draws[-1]
+    slope = (out[f"seconds_{b}_draws"] - out[f"seconds_{a}_draws"]) / (b - a)
+    out["fixed_seconds_per_call"] = round(out[f"seconds_{a}_draws"] - slope * a, 4)
+    return out
+
+
 def measure(post: Any, query: Any) -> dict[str, Any]:
     kwargs = {"allow_unidentified": True, "assume_monotonic": True}
     with warnings.catch_warnings():
@@ -215,6 +240,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--variants", action="store_true", help="also time the estimate without variance reduction"
     )
+    parser.add_argument(
+        "--draws-scaling",
+        action="store_true",
+        help="also time the estimate on 50 and 500 posterior draws: its fixed cost per call",
+    )
     args = parser.parse_args(argv)
 
     from causal_pp.cases import registry
@@ -241,6 +271,8 @@ def main(argv: list[str] | None = None) -> int:
             row = {"case": name, "query": qname, **measure(post, cq.query)}
             if args.variants:
                 row |= variants(post, cq.query)
+            if args.draws_scaling:
+                row |= draws_scaling(post, cq.query)
             rows.append(row)
             print(
                 f"{name:>14}/{qname:<17} {row['seconds']:8.2f} s  units {row['units']:>7}  "
