@@ -32,8 +32,9 @@ A skewed 2-D target from a Gaussian that is far too narrow and off-centre:
 >>> z0 = q.sample((2000,))
 >>> start = Start(z0, log_target([0], [z0])[0], q.log_prob(z0), q)
 >>> (out,) = temper_rows(log_target, [start], [gen])
->>> out.finished, round(float(out.z.exp().mean(0)[0]), 1), round(float(out.z.exp().mean(0)[1]), 1)
-(True, 2.0, 2.5)
+>>> mean = out.z.exp().mean(0)  # the Gammas' means are 2 and 2.5; the start's, about 1
+>>> out.finished, torch.allclose(mean, torch.tensor([2.0, 2.5], dtype=torch.float64), atol=0.2)
+(True, True)
 """
 
 from __future__ import annotations
