@@ -35,8 +35,6 @@ import argparse
 import csv
 import datetime as dt
 import json
-import os
-import platform
 import sys
 import time
 import warnings
@@ -45,29 +43,23 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import torch
 
 import causal_pp as cp
 from causal_pp.cases import get_case
 from causal_pp.inference import NUTS, SVI
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from fit_speed import machine_info  # noqa: E402
+
 COLS = ["case", "n", "seed", "method", "fit_seed", "mean", "sd", "shift_sd", "sd_ratio", "is_method",
         "is_ess", "temper_stages", "temper_acceptance", "max_r_hat", "time_s"]  # fmt: skip
 
 
-def _machine() -> dict[str, Any]:
-    import pyro
-
-    return {
-        "platform": platform.platform(),
-        "cpu_count": os.cpu_count(),
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "pyro": pyro.__version__,
-        "causal_pp": cp.__version__,
-        "load_average_at_start": list(os.getloadavg()),
-    }
+def ints(text: str) -> list[int]:
+    """``"0,1,2"`` -> ``[0, 1, 2]``."""
+    return [int(x) for x in text.split(",")]
 
 
 def _fit(case: Any, data: Any, method: Any, seed: int) -> dict[str, Any]:
@@ -145,7 +137,6 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--study-seed", type=int, default=7, help="coverage mode: the studies' master seed")
     p.add_argument("--out", type=Path, default=HERE / "results")
     args = p.parse_args(argv)
-    ints = lambda s: [int(x) for x in s.split(",")]  # noqa: E731
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     args.out.mkdir(parents=True, exist_ok=True)
     base = args.out / f"tempering-{stamp}"
@@ -153,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
     meta = {
         "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
         "date": stamp,
-        "machine": _machine(),
+        "machine": {**machine_info(), "causal_pp": cp.__version__},
     }
     meta["settings"] = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
     if args.mode == "coverage":

@@ -143,8 +143,8 @@ class _Row:
     """One data set's particles and the state of its walk."""
 
     def __init__(self, start: Start, gen: torch.Generator) -> None:
-        self.z, self.lp, self.lq, self.q = start.z, start.log_p.clone(), start.log_q.clone(), start.q
-        self.lp = torch.nan_to_num(self.lp, nan=-math.inf)
+        self.z, self.lq, self.q = start.z, start.log_q, start.q
+        self.lp = torch.nan_to_num(start.log_p, nan=-math.inf)
         self.gen = gen
         self.beta = 0.0
         self.betas: list[float] = []
@@ -152,7 +152,6 @@ class _Row:
         self.scale = 2.38 / math.sqrt(self.z.shape[1])
         self.evaluations = 0
         self.chol: torch.Tensor | None = None
-        self.accepted = torch.zeros(0)
 
     @property
     def done(self) -> bool:
@@ -163,9 +162,12 @@ class _Row:
         gap = self.lp - self.lq  # the incremental log weight per unit of beta
         M = len(gap)
 
-        def ess(b: float) -> float:
+        def weights(b: float) -> torch.Tensor:
             lw = torch.where(torch.isfinite(gap), (b - self.beta) * gap, -math.inf)
-            w = torch.exp(lw - lw.max())
+            return torch.exp(lw - lw.max())
+
+        def ess(b: float) -> float:
+            w = weights(b)
             return float(w.sum() ** 2 / (w * w).sum())
 
         if ess(1.0) >= ess_fraction * M:
@@ -176,10 +178,9 @@ class _Row:
                 mid = 0.5 * (lo + hi)
                 lo, hi = (mid, hi) if ess(mid) >= ess_fraction * M else (lo, mid)
             nxt = max(lo, self.beta + 1e-6)  # a step, however small, so the walk cannot stall
-        lw = torch.where(torch.isfinite(gap), (nxt - self.beta) * gap, -math.inf)
+        idx = systematic(weights(nxt), M, self.gen).to(self.z.device)
         self.beta = nxt
         self.betas.append(nxt)
-        idx = systematic(torch.exp(lw - lw.max()), M, self.gen).to(self.z.device)
         self.z, self.lp, self.lq = self.z[idx], self.lp[idx], self.lq[idx]
         centred = self.z - self.z.mean(0)
         cov = centred.T @ centred / max(1, M - 1)
@@ -188,7 +189,6 @@ class _Row:
             self.chol = torch.linalg.cholesky(cov)
         except RuntimeError:  # a collapsed cloud: walk along its diagonal
             self.chol = torch.diag(cov.diagonal().clamp_min(1e-12).sqrt())
-        self.accepted = torch.zeros(M, dtype=torch.bool, device=self.z.device)
 
     def propose(self) -> torch.Tensor:
         assert self.chol is not None
@@ -208,7 +208,6 @@ class _Row:
         self.z = torch.where(take.unsqueeze(1), z_new, self.z)
         self.lp = torch.where(take, lp_new, self.lp)
         self.lq = torch.where(take, lq_new, self.lq)
-        self.accepted |= take
         rate = float(take.double().mean())
         self.acceptance.append(rate)
         self.scale *= math.exp(rate - _TARGET_ACCEPT)
@@ -230,34 +229,27 @@ def temper_rows(
     all rows still walking is one call of ``log_target``. See the module docstring.
     """
     rows = [_Row(s, g) for s, g in zip(starts, gens, strict=True)]
-    stages = [0] * len(rows)
     walking = list(range(len(rows)))
-    final: set[int] = set()  # rows on their last stage (beta reached 1 this stage)
     while walking:
         for r in walking:
             rows[r].advance(ess_fraction)
-            stages[r] += 1
-            if rows[r].done:
-                final.add(r)
+        # a row that reached beta = 1 still moves this stage: its particles are the draws
         for _ in range(moves):
             proposals = [rows[r].propose() for r in walking]
             values = log_target(walking, proposals)
             for r, z_new, lp_new in zip(walking, proposals, values, strict=True):
                 rows[r].accept(z_new, lp_new)
-        walking = [r for r in walking if r not in final and stages[r] < max_stages]
-    out = []
-    for r, row in enumerate(rows):
-        distinct = int(torch.unique(row.z, dim=0).shape[0])
-        out.append(
-            Tempered(
-                row.z,
-                row.done,
-                stages[r],
-                tuple(row.betas),
-                tuple(row.acceptance),
-                distinct,
-                row.evaluations,
-                moves,
-            )
+        walking = [r for r in walking if not rows[r].done and len(rows[r].betas) < max_stages]
+    return [
+        Tempered(
+            row.z,
+            row.done,
+            len(row.betas),
+            tuple(row.betas),
+            tuple(row.acceptance),
+            int(torch.unique(row.z, dim=0).shape[0]),
+            row.evaluations,
+            moves,
         )
-    return out
+        for row in rows
+    ]
