@@ -134,6 +134,19 @@ def boolean(name: str, value: Any) -> bool:
     return value
 
 
+def threads(value: Any) -> int | str | None:
+    """A ``threads`` option: ``"auto"``, None (torch's setting) or a positive integer.
+
+    >>> threads(2), threads("auto")
+    (2, 'auto')
+    """
+    if value is None or (isinstance(value, str) and value == "auto"):
+        return value
+    if not _is_int(value) or value < 1:
+        raise InvalidArgumentError(f"threads must be 'auto', None or a positive integer; got {value!r}.")
+    return int(value)
+
+
 def choice(name: str, value: Any, options: tuple[str, ...]) -> str:
     """One of the strings ``options``."""
     if not isinstance(value, str) or value not in options:

@@ -59,7 +59,7 @@ from causal_pp import (
 )
 from causal_pp.cases import UnknownCaseError, get_case
 from causal_pp.cli import main
-from causal_pp.inference import NUTS, SVI, fit, validate_data
+from causal_pp.inference import NUTS, SVI, fit, fit_many, validate_data
 
 FINITE = "finite"
 
@@ -244,6 +244,11 @@ CASES: dict[str, tuple[Callable[[], Any], Any]] = {
         DeviceError,
     ),
     "fit-threads-zero": (_fit(method="svi", threads=0), InvalidArgumentError),
+    "fit-threads-string": (_fit(method="svi", threads="many"), InvalidArgumentError),
+    "fit-many-threads-string": (
+        lambda: fit_many(linear, [DATA], threads="many", progress_bar=False),
+        InvalidArgumentError,
+    ),
     "fit-progress-bar-string": (_fit(method="svi", progress_bar="no"), ArgumentTypeError),
     "fit-not-model": (lambda: fit(lambda n: None, DATA), ArgumentTypeError),
     "fit-method-object-ok": (lambda: SVI(lr=0.01).lr, FINITE),

@@ -87,7 +87,7 @@ ROW_GUIDES["auto"] = ROW_GUIDES["structured"]
 
 
 def _checked(
-    model: Any, datasets: Any, seeds: Sequence[int] | None, seed: int, errors: str
+    model: Any, datasets: Any, seeds: Sequence[int] | None, seed: int, errors: str, threads: Any
 ) -> tuple[list[dict[str, torch.Tensor]], list[int], int]:
     """Every argument checked before any work: the data sets (one length), their seeds."""
     if not isinstance(model, CausalModel):
@@ -101,6 +101,7 @@ def _checked(
         )
     check.choice("errors", errors, ("raise", "return"))
     check.seed(seed)
+    check.threads(threads)
     data = [validate_data(d, model.graph) for d in datasets]
     lengths = sorted({int(next(iter(d.values())).shape[0]) for d in data})
     if len(lengths) > 1:
@@ -215,6 +216,11 @@ def fit_many(
     errors
         ``"raise"`` (an :class:`~causal_pp.errors.InferenceError` naming the data sets whose fit
         diverged) or ``"return"`` (their entries in the result are the errors).
+    threads
+        torch intra-op threads during the fit, as for :func:`~causal_pp.inference.fit`, with the
+        batch counted as one problem: ``"auto"`` runs one thread below
+        :data:`~causal_pp.runtime.SMALL_PROBLEM_UNITS` units in all data sets together (N times
+        their number), and torch's setting from there; ``benchmarks/fit_many_speed.py`` times it.
 
     Returns
     -------
@@ -237,7 +243,7 @@ def fit_many(
     [0.5, -1.0]
     """
     svi = make_method(method, options)
-    data, seeds, n = _checked(model, datasets, seeds, seed, errors)
+    data, seeds, n = _checked(model, datasets, seeds, seed, errors, threads)
     check.boolean("progress_bar", progress_bar)
     dev = resolve_device(device)
     model_kwargs = dict(model_kwargs or {})
@@ -250,7 +256,8 @@ def fit_many(
         return _one_by_one(
             model, data, seeds, svi, reason, dev, progress_bar, model_args, model_kwargs, threads
         )
-    k = (1 if n < SMALL_PROBLEM_UNITS else None) if threads == "auto" else threads
+    # a batch's tensors hold every data set's units: it is as big as one data set of n * R units
+    k = (1 if n * len(data) < SMALL_PROBLEM_UNITS else None) if threads == "auto" else threads
     fitted = _fit_batch(
         model, data, seeds, svi, structure, globals_, unit_latent, dev, progress_bar, model_args, model_kwargs, k
     )  # fmt: skip

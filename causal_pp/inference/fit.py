@@ -19,7 +19,7 @@ from pyro import poutine
 from pyro.infer import config_enumerate
 
 from .. import validation as check
-from ..errors import ArgumentTypeError, InferenceError, InvalidArgumentError
+from ..errors import ArgumentTypeError, InferenceError
 from ..model import CausalModel
 from ..posterior import CausalPosterior
 from ..runtime import SMALL_PROBLEM_UNITS, num_threads, on_device, released_jit_traces, resolve_device
@@ -135,9 +135,7 @@ def fit(
         raise ArgumentTypeError(
             f"fit() needs a CausalModel; got {type(model).__name__}. Use @causal_model(graph)."
         )
-    auto = threads is None or (isinstance(threads, str) and threads == "auto")
-    if not auto and (isinstance(threads, (str, bool)) or not isinstance(threads, int) or threads < 1):
-        raise InvalidArgumentError(f"threads must be 'auto', None or a positive integer; got {threads!r}.")
+    threads = check.threads(threads)
     cpu_data = validate_data(data, model.graph)
     n = int(next(iter(cpu_data.values())).shape[0])
     if threads == "auto":
