@@ -9,7 +9,16 @@ and the posterior of the ATE. Variants (options of ``fit(method="svi")``):
 * ``library`` -- the defaults: 5 starts, all run the first 500 steps, the best goes on;
 * ``starts150`` -- ``restart_steps=150``: the starts ranked after 150 steps (the default before
   0.2.0, when the best start was then run again from its 150th step);
-* ``loop`` -- ``batched=False``: the defaults through Pyro's own SVI loop.
+* ``loop`` -- ``batched=False``: the defaults through Pyro's own SVI loop;
+* ``starts250``, ``starts300`` (not run by default) -- ranked after 250 or 300 steps.
+
+``--halving`` asks whether successive halving would pay: run every start to step ``c``, keep the
+best ``k`` (by the same score), run only those to step 500. It needs no extra fits. A start's
+steps draw only from its own random stream, so the ``starts<c>`` fit's scores at step ``c`` are
+the scores the library fit's starts had at step ``c``. The library fit gives their scores at 500.
+So for each data set the script reports whether the start that is best at 500 survives the cut,
+and if not, how many nats worse the kept start ends. Run it with the variants it needs, e.g.
+``--variants library starts250 starts300 --halving``.
 
 Models: ``backdoor_test`` is the test suite's linear back-door model (``tests/_linear_models.py``:
 U ~ N(mu, 1) with mu unknown), whose exact posterior of the ATE (U integrated out, importance
@@ -22,6 +31,7 @@ Usage::
     python benchmarks/starts.py                                   # backdoor_test, N = 2000, seeds 0-9
     python benchmarks/starts.py --models frontdoor_logit --n 5000 --seeds 0 1 2
     python benchmarks/starts.py --quick                           # N = 300, seeds 0-1
+    python benchmarks/starts.py --variants library starts250 starts300 --halving
 
 The table is printed row by row; CSV and JSON (machine, command, settings, summary) go to
 ``benchmarks/results/``.
@@ -33,6 +43,7 @@ import argparse
 import csv
 import datetime as dt
 import json
+import math
 import sys
 import time
 import warnings
@@ -53,8 +64,12 @@ from causal_pp.cases import get_case  # noqa: E402
 VARIANTS: dict[str, dict[str, Any]] = {
     "library": {},
     "starts150": {"restart_steps": 150},
+    "starts250": {"restart_steps": 250},
+    "starts300": {"restart_steps": 300},
     "loop": {"batched": False},
 }
+DEFAULT_VARIANTS = ["library", "starts150", "loop"]
+HALVING_KEEP = (2, 3)  # starts kept at the cut, of the library's 5
 WORSE_BASIN_NATS = 25.0  # a final loss this far above the data set's best counts as a worse basin
 
 
@@ -133,12 +148,51 @@ def summarise(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
+def halving(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per (model, N, cut): how often halving at the cut, keeping ``k`` starts, would lose the
+    start that the library's ranking at 500 steps picks, and by how many nats at most (see the
+    module docstring)."""
+    at500 = {(r["model"], r["n"], r["seed"]): r["start_scores"] for r in rows if r["variant"] == "library"}
+    out = []
+    cuts = sorted({r["variant"] for r in rows if r["variant"].startswith("starts")})
+    for model, n in sorted({(r["model"], r["n"]) for r in rows}):
+        for cut in cuts:
+            pairs = [
+                (r["start_scores"], at500[(model, n, r["seed"])])
+                for r in rows
+                if (r["model"], r["n"], r["variant"]) == (model, n, cut) and (model, n, r["seed"]) in at500
+            ]
+            for keep in HALVING_KEEP:
+                gaps = []
+                for early, final in pairs:
+                    kept = np.argsort(early)[:keep]
+                    gaps.append(min(final[k] for k in kept) - min(final))
+                out.append(
+                    {
+                        "model": model,
+                        "n": n,
+                        "cut_steps": VARIANTS[cut]["restart_steps"],
+                        "keep": keep,
+                        "data_sets": len(gaps),
+                        "best_start_lost": int(sum(g > 0 for g in gaps)),
+                        "lost_in_worse_basin": int(sum(g > WORSE_BASIN_NATS for g in gaps)),
+                        "max_gap_nats": max(gaps, default=math.nan),
+                    }
+                )
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--models", nargs="+", default=["backdoor_test"])
     p.add_argument("--n", type=int, default=2000)
     p.add_argument("--seeds", nargs="+", type=int, default=list(range(10)))
-    p.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    p.add_argument("--variants", nargs="+", default=DEFAULT_VARIANTS, choices=list(VARIANTS))
+    p.add_argument(
+        "--halving",
+        action="store_true",
+        help="report what successive halving at each starts<c> variant's step would keep (needs library)",
+    )
     p.add_argument("--quick", action="store_true", help="N = 300, seeds 0-1")
     p.add_argument("--out", type=Path, default=HERE / "results")
     args = p.parse_args(argv)
@@ -189,12 +243,21 @@ def main(argv: list[str] | None = None) -> int:
             f"(seeds {s['worse_basin_seeds']}, max gap {s['max_gap_nats']:.0f} nats){shift}  "
             f"coverage {s['coverage']:.2f}  fit {s['mean_fit_s']:.1f} s"
         )
+    halved = halving(rows) if args.halving else []
+    if halved:
+        print("\nsuccessive halving: the start best at 500 steps, lost at the cut?")
+    for h in halved:
+        print(
+            f"  {h['model']} N={h['n']} cut at {h['cut_steps']} keeping {h['keep']}: best start lost in "
+            f"{h['best_start_lost']}/{h['data_sets']} ({h['lost_in_worse_basin']} in a worse basin; "
+            f"max gap {h['max_gap_nats']:.0f} nats)"
+        )
     wall = time.perf_counter() - t0
     print(f"wall time {wall / 60:.1f} min")
     csv_path = part.with_suffix("")
     part.replace(csv_path)
     meta = {"command": command, "machine": info, "settings": {k: str(v) for k, v in vars(args).items()},
-            "wall_s": wall, "summary": summary, "rows": rows}  # fmt: skip
+            "wall_s": wall, "summary": summary, "halving": halved, "rows": rows}  # fmt: skip
     json_path = csv_path.with_suffix(".json")
     json_path.write_text(json.dumps(meta, indent=2, default=str))
     print(f"# wrote {csv_path} and {json_path}")
