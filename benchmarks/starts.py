@@ -17,7 +17,9 @@ best ``k`` (by the same score), run only those to step 500. It needs no extra fi
 steps draw only from its own random stream, so the ``starts<c>`` fit's scores at step ``c`` are
 the scores the library fit's starts had at step ``c``. The library fit gives their scores at 500.
 So for each data set the script reports whether the start that is best at 500 survives the cut,
-and if not, how many nats worse the kept start ends. Run it with the variants it needs, e.g.
+and if not, how many nats worse the best kept start is at step 500 (``lost_in_worse_basin``: more
+than 25). A start behind at step 500 may still reach the best basin by the end of the run: the
+``starts<c>`` rows' final losses say where ranking at ``c`` actually ends. Run it with the variants it needs, e.g.
 ``--variants library starts250 starts300 --halving``.
 
 Models: ``backdoor_test`` is the test suite's linear back-door model (``tests/_linear_models.py``:
@@ -245,7 +247,7 @@ def main(argv: list[str] | None = None) -> int:
         )
     halved = halving(rows) if args.halving else []
     if halved:
-        print("\nsuccessive halving: the start best at 500 steps, lost at the cut?")
+        print("\nsuccessive halving: the start best at 500 steps, lost at the cut? (gaps at step 500)")
     for h in halved:
         print(
             f"  {h['model']} N={h['n']} cut at {h['cut_steps']} keeping {h['keep']}: best start lost in "
