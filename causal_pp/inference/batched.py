@@ -220,7 +220,8 @@ def fit_many(
         torch intra-op threads during the fit, as for :func:`~causal_pp.inference.fit`, with the
         batch counted as one problem: ``"auto"`` runs one thread below
         :data:`~causal_pp.runtime.SMALL_PROBLEM_UNITS` units in all data sets together (N times
-        their number), and torch's setting from there; ``benchmarks/fit_many_speed.py`` times it.
+        their number), and torch's setting from there (``benchmarks/fit_many_speed.py`` times
+        it). Where the batch falls back to one fit per data set, each fit decides for itself.
 
     Returns
     -------
