@@ -203,24 +203,34 @@ class MarginalModel:
         }
 
     def _log_joint(
-        self, theta: Mapping[str, torch.Tensor], u: torch.Tensor
+        self, theta: Mapping[str, torch.Tensor], u: torch.Tensor, draws: int | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Log prior of the globals and the per-unit log joint at latent values ``u`` (Q, N)."""
+        """Log prior of the globals and the per-unit log joint at latent values ``u`` (Q, N).
+
+        ``draws``: ``theta``'s values hold that many draws ``(P,)`` (without gradients, the
+        results then lead with a draws dimension: ``(P,)`` and ``(P, Q, N)``)."""
         q = u.shape[0]
-        with pyro.plate("_nodes", q, dim=-2), pyro.validation_enabled(False):
+        lead = () if draws is None else (draws,)
+        with contextlib.ExitStack() as stack:
+            if draws is not None:
+                theta = {k: v.reshape(-1, 1, 1) for k, v in theta.items()}
+                stack.enter_context(pyro.plate("_draws", draws, dim=-3))
+            stack.enter_context(pyro.plate("_nodes", q, dim=-2))
+            stack.enter_context(pyro.validation_enabled(False))
             tr = poutine.trace(
                 poutine.condition(self.fn, data={**theta, **self.data, self.latent: u})
             ).get_trace(self.n)
-        prior = torch.zeros((), dtype=torch.float64)
-        unit = torch.zeros(q, self.n, dtype=torch.float64)
+        prior = torch.zeros(lead, dtype=torch.float64)
+        unit = torch.zeros(*lead, q, self.n, dtype=torch.float64)
         for k, s in tr.nodes.items():
             if s["type"] != "sample" or k == "units":
                 continue
             lp = s["fn"].log_prob(s["value"])
             if k in self.unit_sites:
-                unit = unit + lp.expand(q, self.n)
+                unit = unit + lp.expand(*lead, q, self.n)
             else:
-                prior = prior + lp.reshape(-1)[0]
+                # a global site sits in the plates too: one value per draw, repeated over the nodes
+                prior = prior + lp.expand(*lead, *lp.shape[len(lead) :]).reshape(*lead, -1)[..., 0]
         return prior, unit
 
     def log_density(self, theta: Mapping[str, torch.Tensor], adapt: bool | None = None) -> torch.Tensor:
@@ -245,27 +255,8 @@ class MarginalModel:
         out = []
         for a in range(0, P, chunk):
             b = min(P, a + chunk)
-            th = {k: v[a:b].reshape(-1, 1, 1) for k, v in theta.items()}
-            with (
-                torch.no_grad(),
-                pyro.plate("_draws", b - a, dim=-3),
-                pyro.plate("_nodes", u.shape[0], dim=-2),
-                pyro.validation_enabled(False),
-            ):
-                tr = poutine.trace(
-                    poutine.condition(self.fn, data={**th, **self.data, self.latent: u})
-                ).get_trace(self.n)
-            prior = torch.zeros(b - a, dtype=torch.float64)
-            unit = torch.zeros(b - a, u.shape[0], self.n, dtype=torch.float64)
-            for k, site in tr.nodes.items():
-                if site["type"] != "sample" or k == "units":
-                    continue
-                lp = site["fn"].log_prob(site["value"])
-                if k in self.unit_sites:
-                    unit = unit + lp.expand(b - a, u.shape[0], self.n)
-                else:
-                    # a global site sits in the plates too: one value per draw, repeated over the nodes
-                    prior = prior + lp.expand(b - a, *lp.shape[1:]).reshape(b - a, -1)[:, 0]
+            with torch.no_grad():
+                prior, unit = self._log_joint({k: v[a:b] for k, v in theta.items()}, u, draws=b - a)
             out.append(prior + torch.logsumexp(unit + self.log_w.view(1, -1, 1), 1).sum(-1))
         return torch.cat(out) + self.sd.log().sum()
 
