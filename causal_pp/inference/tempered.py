@@ -110,12 +110,16 @@ class Tempered:
 
     z: torch.Tensor
     finished: bool
-    stages: int
     betas: tuple[float, ...]
     acceptance: tuple[float, ...]
     distinct: int
     evaluations: int
     moves: int
+
+    @property
+    def stages(self) -> int:
+        """Tempering stages walked: one per temperature."""
+        return len(self.betas)
 
     def diagnostics(self) -> dict[str, Any]:
         """``is_temper_*`` entries for a fit's diagnostics (acceptance: of the last stage's moves)."""
@@ -244,7 +248,6 @@ def temper_rows(
         Tempered(
             row.z,
             row.done,
-            len(row.betas),
             tuple(row.betas),
             tuple(row.acceptance),
             int(torch.unique(row.z, dim=0).shape[0]),
