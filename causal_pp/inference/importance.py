@@ -55,6 +55,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from ..program import ProgramStructure
 
 __all__ = [
+    "DEGENERATE",
     "GAUSSIAN_TOL",
     "IS_MIN_ESS",
     "IS_ROUND1_MIN_ESS",
@@ -77,6 +78,8 @@ GAUSSIAN_TOL = 1e-4
 its quadratic (Laplace) expansion by at most this many nats at +-1 and +-2 Laplace SDs (float32
 rounding is ~1e-6 there; a departure this small moves a unit's log integral by about as much)."""
 _PROBES = (-2.0, -1.0, 1.0, 2.0)
+DEGENERATE = "importance weights degenerate"
+"""How ``is_skipped`` begins where the weights degenerated (tempering, if asked for, takes those rows)."""
 IS_MIN_ESS = 100.0
 """SVI keeps the raw guide draws (and warns) when the importance correction's ESS is below this."""
 IS_ROUND1_MIN_ESS = IS_MIN_ESS / 4
@@ -573,7 +576,7 @@ def importance_correct_rows(
         if proposal is not None:
             second.append(proposal)
             pos2.append(i)
-        elif info["is_skipped"].startswith("importance weights degenerate"):
+        elif info["is_skipped"].startswith(DEGENERATE):
             degenerate.append(i)
     # round 2: a Gaussian fitted to round 1, slightly widened
     weighed = weigh_rows([ts[i] for i in pos2], programs, second, num_proposals, [keys[i] for i in pos2])
@@ -583,9 +586,7 @@ def importance_correct_rows(
         info["is_unit_integral"] = t.unit_integral()
         draws = _resampled(t, lw2, theta, info, num_samples)
         if draws is not None and info["is_ess"] < IS_MIN_ESS:
-            info["is_skipped"] = (
-                f"importance weights degenerate (ESS {info['is_ess']:.0f} < {IS_MIN_ESS:.0f})"
-            )
+            info["is_skipped"] = f"{DEGENERATE} (ESS {info['is_ess']:.0f} < {IS_MIN_ESS:.0f})"
             degenerate.append(i)
         elif draws is not None:
             info.update(
@@ -639,7 +640,7 @@ def _tempered(
         if not walk.finished or walk.distinct < IS_MIN_ESS:
             how = "did not reach the posterior" if not walk.finished else "kept too few distinct particles"
             info["is_skipped"] = (
-                f"importance weights degenerate ({info['is_importance_skipped']}), and tempering {how} "
+                f"{DEGENERATE} ({info['is_importance_skipped']}), and tempering {how} "
                 f"({walk.stages} stages, {walk.distinct} distinct particles)"
             )
             result.append(None)
@@ -669,7 +670,7 @@ def _round2_proposal(
         info["is_ess"] = ess1
         info["is_pareto_k"] = pareto_k(lw1)  # ArviZ's PSIS diagnostic of the weights used
         info["is_skipped"] = (
-            f"importance weights degenerate (ESS {ess1:.0f} of {len(w1)} first-round draws < "
+            f"{DEGENERATE} (ESS {ess1:.0f} of {len(w1)} first-round draws < "
             f"{IS_ROUND1_MIN_ESS:.0f}; no second round)"
         )
         return None

@@ -28,7 +28,7 @@ from .. import validation as check
 from ..errors import InferenceError, InvalidArgumentError
 from ..runtime import seeded
 from .guides import GUIDES, RESTART_INITS, global_dims, make_guide, start_init
-from .importance import Programs, importance_correct_rows
+from .importance import DEGENERATE, Programs, importance_correct_rows
 from .methods import FitMethod, FitProblem, FitResult, register_method, reshape_draws
 
 __all__ = [
@@ -612,7 +612,7 @@ class SVI(FitMethod):
                 f"the ELBO was still improving at the end (loss fell by {d['loss_drop_last_window']:.3g} "
                 f"over the last window, standard error {d['loss_drop_se']:.3g})"
             )
-        if str(d.get("is_skipped", "")).startswith("importance weights degenerate"):
+        if str(d.get("is_skipped", "")).startswith(DEGENERATE):
             problems.append(
                 f"the importance correction of the guide failed ({d['is_skipped']}), so the draws are "
                 "the guide's own, which tend to be overconfident"
