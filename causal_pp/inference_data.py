@@ -53,6 +53,7 @@ from pyro import poutine
 
 from . import validation as check
 from .handlers import UNITS
+from .log_density import site_log_density
 from .runtime import on_device, seeded
 from .version import __version__
 
@@ -154,8 +155,9 @@ def pareto_k(log_weights: Any) -> float:
 
 
 def _site_log_prob(site: dict[str, Any], m: int, k: int, n: int, P: int) -> torch.Tensor:
-    """One observed site's log density per (draw, particle, unit), other plates summed out."""
-    lp = site["fn"].log_prob(site["value"]).double()
+    """One observed site's log density per (draw, particle, unit), other plates summed out (its
+    ``poutine.scale`` and ``poutine.mask`` applied, as in the fit)."""
+    lp = site_log_density(site).double()
     lp = lp.expand(torch.broadcast_shapes(lp.shape, (m, k, *([1] * P))))
     frames = [f for f in site["cond_indep_stack"] if f.name == UNITS]
     dim = lp.dim() + frames[0].dim if frames else lp.dim() - 1

@@ -81,6 +81,9 @@ class ProgramStructure:
         Number of plate dimensions the program uses.
     units_size
         Size of the ``units`` plate (None if the program has none).
+    params
+        Names of the ``pyro.param`` statements the program runs (a fit refuses them: every
+        unknown of a Bayesian model needs a prior).
 
     Examples
     --------
@@ -103,6 +106,7 @@ class ProgramStructure:
     nodes: frozenset[str]
     max_plate_nesting: int
     units_size: int | None
+    params: tuple[str, ...] = ()
     _order: tuple[str, ...] = field(default=(), repr=False)
 
     @property
@@ -202,6 +206,7 @@ def inspect_program(
     sites: dict[str, SiteInfo] = {}
     nesting = 0
     units_size = None
+    params = tuple(name for name, msg in tr.nodes.items() if msg["type"] == "param")
     for name, msg in tr.nodes.items():
         if msg["type"] != "sample":
             continue
@@ -220,6 +225,7 @@ def inspect_program(
         nodes=nodes,
         max_plate_nesting=max(nesting, 1),
         units_size=units_size,
+        params=params,
         _order=tuple(sites),
     )
 

@@ -190,6 +190,22 @@ def test_observed_deterministic_site_is_refused():
         det.fit(_reg_data(), **FAST_SVI)
 
 
+def test_pyro_param_in_the_model_is_refused_before_any_work():
+    # NUTS held the param at its initial value, SVI's JIT failed with a torch error
+    @causal_model(CausalGraph.parse("X -> Y"))
+    def with_param(n):
+        b = pyro.sample("b", dist.Normal(0.0, 1.0))
+        s = pyro.param("noise_sd", torch.tensor(1.0), constraint=dist.constraints.positive)
+        with units(n):
+            x = pyro.sample("X", dist.Normal(0.0, 1.0))
+            pyro.sample("Y", dist.Normal(b * x, s))
+
+    for method in ("nuts", "svi"):
+        with pytest.raises(InferenceError, match=r"pyro\.param 'noise_sd'.*pyro\.sample"):
+            with_param.fit(_reg_data(), method=method, progress_bar=False)
+    pyro.clear_param_store()
+
+
 def test_non_enumerable_discrete_latent_is_refused():
     @causal_model(CausalGraph.parse("K -> Y", latent=["K"]))
     def counts(n):

@@ -19,6 +19,7 @@ import pyro
 import torch
 from pyro import poutine
 
+from ..log_density import site_log_density
 from ..model import CausalModel
 from .batched_guide import Layout, RowGuide, prototype
 from .row_adam import RowAdam
@@ -75,7 +76,7 @@ class RowBatch:
             for msg in tr.nodes.values():
                 if msg["type"] != "sample" or msg["name"].startswith("_"):
                     continue
-                lp = msg["fn"].log_prob(msg["value"])
+                lp = site_log_density(msg)  # the site's scale and mask count, as in Pyro's ELBO
                 while lp.dim() < self.P + 2:
                     lp = lp.unsqueeze(0)
                 log_p = log_p + lp.sum(tuple(range(-self.P, 0))).expand_as(log_p)

@@ -236,6 +236,14 @@ def latent_sites(model: CausalModel, s: ProgramStructure) -> tuple[list[str], li
     observed = set(g.observed)
     globals_ = [n for n in s.global_sites]
     unit_latent = [n for n in s.unit_sites if n not in observed and not s.sites[n].deterministic]
+    if s.params:
+        # NUTS would hold a param at its initial value and SVI would optimise it: neither is a
+        # posterior, and an interval that ignores its uncertainty is too narrow
+        raise InferenceError(
+            f"{model.name!r} declares pyro.param {', '.join(map(repr, s.params))}; causal_pp fits Bayesian "
+            "models, in which every unknown has a prior. Write pyro.sample(<name>, <prior>) instead, "
+            "or fix the value and pass it as a model argument."
+        )
     for n in observed:
         if s.sites[n].deterministic:
             raise InferenceError(

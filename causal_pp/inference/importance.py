@@ -48,6 +48,7 @@ from pyro import poutine
 from torch.distributions import biject_to
 
 from ..inference_data import pareto_k
+from ..log_density import site_log_density
 from .guides import guide_gaussian
 from .tempered import TEMPER_INFLATION, Start, systematic, temper_rows
 
@@ -243,12 +244,11 @@ class GlobalsTarget:
             values[u] = x
         with pyro.plate("_is_draws", m, dim=-3), pyro.plate("_is_particles", particles, dim=-2):
             tr = poutine.trace(poutine.condition(self.target, data=values)).get_trace()
-        tr.compute_log_prob()
         prior = torch.zeros(m, dtype=torch.float64, device=dev)
         for site in tr.nodes.values():
-            if site["type"] != "sample" or "log_prob" not in site:
+            if site["type"] != "sample":
                 continue
-            lp = site["log_prob"].double()
+            lp = site_log_density(site).double()
             lp = lp.expand(*torch.broadcast_shapes(lp.shape, (m, particles, 1)))
             if any(f.name == "units" for f in site["cond_indep_stack"]):
                 unit = unit + lp.expand(m, particles, N)
