@@ -22,6 +22,7 @@ import torch
 
 from causal_pp import ATE, CausalGraph, CausalPosterior, Interventional, causal_model, units
 from causal_pp.estimation import EstimateOptions, estimator
+from causal_pp.estimation.montecarlo import FIRST_BATCH
 
 GRAPH = CausalGraph.parse("U -> X; U -> Y; X -> M -> Y", latent=["U"])
 TRUTH = {"a_X": 0.5, "theta_UX": 1.0, "b0": 1.0, "b1": 0.5, "a_Y": 0.0, "c": 1.5, "d": 2.0}
@@ -81,14 +82,14 @@ def test_posterior_sd_is_the_sd_of_the_exact_functional() -> None:
     est = post.estimate(QUERY, seed=0)
     assert abs(est.std / float(exact.std()) - 1) < 0.10, (est.std, float(exact.std()))
     assert abs(est.mean - float(exact.mean())) <= 3 * est.mean_mc_se, (est.mean, float(exact.mean()))
-    assert est.mc_fraction <= 0.01 and not est.mc_capped and est.num_units > 1024
+    assert est.mc_fraction <= 0.01 and not est.mc_capped and est.num_units > FIRST_BATCH
     # the interval is the functional's: its width is that of the exact draws' within 15%
     lo, hi = est.interval(0.94)
     q = torch.quantile(exact, torch.tensor([0.03, 0.97], dtype=torch.float64))
     assert abs((hi - lo) / float(q[1] - q[0]) - 1) < 0.15
     # the predictive keeps real unit-level draws: counts of M drive integer jumps of c in Y
     pred = est.predictive["Y | do(X=1)"]
-    assert pred.shape == (200, 1024) and float(pred.std()) > 2.0
+    assert pred.shape == (200, FIRST_BATCH) and float(pred.std()) > 2.0
 
 
 def test_old_scheme_is_dominated_by_monte_carlo_noise() -> None:

@@ -19,7 +19,7 @@ import torch
 from causal_pp import ATE, PN, PNS, CausalGraph, CausalModel, CausalPosterior, Interventional
 from causal_pp.cases import get_case
 from causal_pp.estimation import EstimateOptions, estimator
-from causal_pp.estimation.montecarlo import Plan, Tally, fraction_of, next_batch
+from causal_pp.estimation.montecarlo import FIRST_BATCH, Plan, Tally, fraction_of, next_batch
 
 FLOAT32 = 1e-5  # models compute in float32: a floor under "exact" comparisons, relative to the value
 
@@ -152,7 +152,7 @@ def test_ett_is_exact_per_draw_in_a_linear_model() -> None:
     post = fixed(BACKDOOR.model, BACKDOOR.model_truth, spread=0.03, draws=50)
     est = post.estimate(BACKDOOR.queries["ett"].query)
     assert torch.allclose(est.samples, bd_ate(post.samples).double(), atol=1e-4)
-    assert est.num_units == 1024 and est.mc_fraction < 1e-6
+    assert est.num_units == FIRST_BATCH and est.mc_fraction < 1e-6
 
 
 # --- the stopping rule and its caps ------------------------------------------------------------------

@@ -31,6 +31,7 @@ from causal_pp.errors import (
     NotIdentifiableError,
     QueryError,
 )
+from causal_pp.estimation.montecarlo import FIRST_BATCH
 from causal_pp.graph import CausalGraph
 from causal_pp.identification import Identification
 from causal_pp.inference.methods import reshape_draws as _reshape_draws
@@ -215,7 +216,7 @@ def test_interventional_mean_is_exact_per_draw_in_linear_models():
     s = post.samples
     expected = (s["theta_XM"] * s["theta_MY"] + s["mu"] * s["theta_UY"]).double()
     assert torch.allclose(est.samples, expected, atol=1e-4)
-    assert est.num_units == 1024 and est.mc_fraction < 1e-6 and not est.mc_capped
+    assert est.num_units == FIRST_BATCH and est.mc_fraction < 1e-6 and not est.mc_capped
 
 
 def test_joint_outcome_gives_one_column_per_outcome():

@@ -61,7 +61,7 @@ __all__ = [
 DEFAULT_MC_FRACTION = 0.01
 """Default target: mean MC variance of a draw's functional <= 1% of its posterior variance."""
 
-FIRST_BATCH = 1024
+FIRST_BATCH = 256
 """Units per draw in the first batch when ``num_units`` is not given."""
 
 MAX_UNITS = 2**20
