@@ -13,6 +13,8 @@ module                 concept
 ``identification``     :func:`identify`: the gate (ID/IDC, ID*/IDC*)
 ``partial``            :func:`bounds`: sharp bounds, with their posterior, where the gate refuses
 ``model``, ``program`` :class:`CausalModel`: a Pyro program with its DAG; what a program contains
+``dag_check``,         the checks :meth:`CausalModel.check` runs: the program against its DAG,
+``batch_check``        and over leading batch dimensions
 ``log_density``        a sample site's log density as Pyro counts it (scale and mask included)
 ``handlers``           the messengers (``do``, dependency tracking, shared noise, twin worlds)
 ``inference``          :func:`fit`: data validation, NUTS, SVI, importance correction

@@ -40,6 +40,7 @@ __all__ = [
     "QueryError",
     "SelfLoopError",
     "TooManyResponseTypesError",
+    "UnbatchableModelError",
     "UnequalLengthError",
     "UnexpectedColumnError",
     "UnknownCaseError",
@@ -142,6 +143,19 @@ class ModelGraphMismatchError(CausalPPError):
     def __init__(self, message: str, problems: tuple[str, ...] = ()) -> None:
         super().__init__(message)
         self.problems = problems
+
+
+class UnbatchableModelError(CausalPPError, ValueError):
+    """The Pyro program does not broadcast over leading batch dimensions (posterior draws, SVI
+    particles, data sets), e.g. it indexes a vector parameter from the left (``w[0]``).
+
+    ``.site`` names the first site whose log density mixes draws (None when the batched run fails
+    outright).
+    """
+
+    def __init__(self, message: str, site: str | None = None) -> None:
+        super().__init__(message)
+        self.site = site
 
 
 class InterventionError(CausalPPError, ValueError):

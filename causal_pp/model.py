@@ -33,12 +33,14 @@ import torch
 from pyro import poutine
 
 from . import validation as check
+from .batch_check import batch_problem
 from .dag_check import check_against_dag, perturbed_parents
 from .errors import (
     ArgumentTypeError,
     InterventionError,
     ModelGraphMismatchError,
     QueryError,
+    UnbatchableModelError,
     UnknownVariableError,
 )
 from .graph import CausalGraph
@@ -282,6 +284,9 @@ class CausalModel:
         A DAG edge the program never uses gets a :class:`UserWarning` (the program encodes a
         smaller graph: the DAG is still a valid, if conservative, claim).
 
+        The program must also broadcast over leading batch dimensions, as fits and estimates run
+        it (:mod:`causal_pp.batch_check`): index vector parameters from the right, ``w[..., 0]``.
+
         Parameters
         ----------
         n
@@ -300,6 +305,8 @@ class CausalModel:
         ------
         ModelGraphMismatchError
             One line per problem in ``.problems``, e.g. ``"Y reads Z but the DAG has no Z → Y"``.
+        UnbatchableModelError
+            The program mixes the draws of a batch (``.site`` names where), e.g. ``w[0]``.
 
         Examples
         --------
@@ -322,12 +329,22 @@ class CausalModel:
         check.boolean("warn", warn)
         structure = self.inspect(n, model_args=model_args, model_kwargs=model_kwargs)
         key = None if model_args or model_kwargs else min(n, PERTURBATION_UNITS)
-        perturbed = self._check_cache.get(key) if key is not None else None
-        if perturbed is None:
-            perturbed = perturbed_parents(self, structure, n, model_args, model_kwargs)
+        cached = self._check_cache.get(key) if key is not None else None
+        if cached is None:
+            small = min(n, PERTURBATION_UNITS)
+            cached = (
+                perturbed_parents(self, structure, n, model_args, model_kwargs),
+                batch_problem(
+                    self.fn, small, max_plate_nesting=structure.max_plate_nesting,
+                    model_args=tuple(model_args), model_kwargs=model_kwargs,
+                ),
+            )  # fmt: skip
             if key is not None:
-                self._check_cache[key] = perturbed
+                self._check_cache[key] = cached
+        perturbed, unbatchable = cached
         check_against_dag(self, structure, n, perturbed, warn=warn)
+        if unbatchable is not None:
+            raise UnbatchableModelError(unbatchable.message(self.name), site=unbatchable.site)
         return structure
 
     # --- interventions ------------------------------------------------------------------
