@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from .errors import ModelGraphMismatchError
 from .errors import warn as warn_user
-from .program import PERTURBATION_UNITS, ProgramStructure, compose_through, perturbation_reads
+from .program import ProgramStructure, check_units, compose_through, perturbation_reads
 
 if TYPE_CHECKING:  # pragma: no cover
     from .model import CausalModel
@@ -37,7 +37,7 @@ def perturbed_parents(
     """DAG parents of each DAG node found by intervention (auxiliary sites made transparent)."""
     if structure.units_size is None:
         return {}
-    reads = perturbation_reads(model.fn, min(n, PERTURBATION_UNITS), model_args, model_kwargs)
+    reads = perturbation_reads(model.fn, check_units(n, model_args, model_kwargs), model_args, model_kwargs)
     composed = compose_through(reads, frozenset(model.graph.nodes))
     return {c: r for c, r in composed.items() if c in model.graph}
 

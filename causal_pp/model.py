@@ -48,9 +48,9 @@ from .handlers import UNITS, SetValue, intervene
 from .handlers.internals import base_dist
 from .handlers.twin_world import TwinWorldProgram, twin_world
 from .program import (
-    PERTURBATION_UNITS,
     ProgramStructure,
     SiteInfo,
+    check_units,
     inspect_program,
 )
 
@@ -328,10 +328,10 @@ class CausalModel:
         check.positive_int("n", n)
         check.boolean("warn", warn)
         structure = self.inspect(n, model_args=model_args, model_kwargs=model_kwargs)
-        key = None if model_args or model_kwargs else min(n, PERTURBATION_UNITS)
+        small = check_units(n, model_args, model_kwargs)
+        key = None if model_args or model_kwargs else small
         cached = self._check_cache.get(key) if key is not None else None
         if cached is None:
-            small = min(n, PERTURBATION_UNITS)
             cached = (
                 perturbed_parents(self, structure, n, model_args, model_kwargs),
                 batch_problem(

@@ -23,6 +23,7 @@ __all__ = [
     "PERTURBATION_UNITS",
     "ProgramStructure",
     "SiteInfo",
+    "check_units",
     "compose_through",
     "inspect_program",
     "perturbation_reads",
@@ -234,6 +235,18 @@ def inspect_program(
 
 PERTURBATION_UNITS = 16
 """Units the perturbation check runs the program with."""
+
+
+def check_units(
+    n: int, model_args: tuple[Any, ...] = (), model_kwargs: Mapping[str, Any] | None = None
+) -> int:
+    """Units the checks run a program with: at most :data:`PERTURBATION_UNITS`, or ``n`` itself
+    where model arguments may hold per-unit data (a covariate of length ``n``).
+
+    >>> check_units(1000), check_units(1000, (object(),))
+    (16, 1000)
+    """
+    return n if model_args or model_kwargs else min(n, PERTURBATION_UNITS)
 
 
 def _perturbations(fn: Any, value: torch.Tensor) -> list[torch.Tensor]:

@@ -25,6 +25,7 @@ from causal_pp.errors import (
     DeviceError,
     EmptyDataError,
     InferenceError,
+    InvalidArgumentError,
     LatentColumnError,
     MissingColumnError,
     ModelGraphMismatchError,
@@ -37,6 +38,7 @@ from causal_pp.graph import CausalGraph
 from causal_pp.inference import validate_data
 from causal_pp.model import causal_model, units
 from causal_pp.posterior import CausalPosterior
+from causal_pp.queries import ATE
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
@@ -204,6 +206,23 @@ def test_pyro_param_in_the_model_is_refused_before_any_work():
         with pytest.raises(InferenceError, match=r"pyro\.param 'noise_sd'.*pyro\.sample"):
             with_param.fit(_reg_data(), method=method, progress_bar=False)
     pyro.clear_param_store()
+
+
+def test_per_unit_model_args_fit_and_estimate_refuses_clearly():
+    # the checks ran the program with 16 units, which a covariate of length n cannot follow
+    @causal_model(CausalGraph.parse("X -> Y"))
+    def with_covariate(n, c):
+        b = pyro.sample("b", dist.Normal(0.0, 1.0))
+        with units(n):
+            x = pyro.sample("X", dist.Normal(c, 1.0))
+            pyro.sample("Y", dist.Normal(b * x, 1.0))
+
+    c = torch.linspace(-1.0, 1.0, 40)
+    data = {"X": c + 0.1, "Y": 0.5 * c}
+    post = with_covariate.fit(data, **FAST_SVI, model_args=(c,))
+    assert post.samples["b"].shape[0] > 0
+    with pytest.raises(InvalidArgumentError, match="make such a covariate a DAG node"):
+        post.estimate(ATE("X", "Y"))
 
 
 def test_non_enumerable_discrete_latent_is_refused():

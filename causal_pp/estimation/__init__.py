@@ -25,6 +25,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+import pyro
+import torch
+from pyro import poutine
+
+from ..errors import InvalidArgumentError
 from . import counterfactual as _counterfactual  # noqa: F401  (registers the counterfactual queries)
 from . import interventional as _interventional  # noqa: F401  (registers Interventional and ATE)
 from .counterfactual import estimate_counterfactual
@@ -87,4 +92,23 @@ def estimate(
         mc_fraction=mc_fraction,
         max_units=max_units,
     )
+    _check_new_units(posterior)
     return estimator(query, posterior, options)
+
+
+def _check_new_units(posterior: CausalPosterior) -> None:
+    """Refuse, before any work, a model whose arguments tie it to the data's units: estimates
+    simulate new units, so the program must run with any number of them."""
+    if not (posterior.model_args or posterior.model_kwargs):
+        return
+    try:
+        with torch.random.fork_rng(devices=[]), torch.no_grad(), pyro.validation_enabled(False):
+            poutine.trace(posterior.model.fn).get_trace(1, *posterior.model_args, **posterior.model_kwargs)
+    except Exception as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise InvalidArgumentError(
+            f"estimate simulates new units, but {posterior.model.name!r} does not run with another "
+            f"number of units than the data's with its model_args/model_kwargs ({type(err).__name__}: "
+            f"{first}). Model arguments that hold per-unit data (a covariate of length n) tie the model "
+            "to the data's units: make such a covariate a DAG node, an observed column of the data."
+        ) from err
