@@ -106,3 +106,5 @@ def test_the_default_fit_honours_scale_and_mask(scale: float, keep: bool) -> Non
     se = sd / math.sqrt(post.diagnostics.get("is_ess", 100.0))
     assert abs(float(b.mean()) - mean) < 4 * se
     assert float(b.std()) == pytest.approx(sd, rel=0.15)
+    if not keep:  # the pointwise log-likelihood (LOO) counts the masked outcome as nothing too
+        assert float(abs(post.to_arviz().log_likelihood["Y"]).max()) == 0.0
