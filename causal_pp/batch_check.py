@@ -55,9 +55,10 @@ BATCH_CHECK_DRAWS = 2
 
 HINT = (
     "causal_pp runs a model with leading batch dimensions (posterior draws, SVI particles, data "
-    "sets). Index vector-valued parameters from the right (w[..., 0], not w[0]), reduce over"
-    " dimensions counted from the right (w.sum(-1)), and keep values in torch (no .item(), "
-    "float() or Python branching on a parameter)"
+    "sets). Index vector-valued parameters from the right (w[..., 0], not w[0]; by a per-unit "
+    "variable g, pyro.ops.indexing.Vindex(w)[..., g], not w[g]), reduce over dimensions counted "
+    "from the right (w.sum(-1)), and keep values in torch (no .item(), float() or Python branching "
+    "on a parameter)"
 )
 
 

@@ -69,6 +69,26 @@ def test_right_indexing_passes_and_fits() -> None:
     assert post.samples["w"].shape == (500, 2)
 
 
+def test_indexing_by_a_unit_variable_needs_vindex() -> None:
+    from pyro.ops.indexing import Vindex
+
+    graph = CausalGraph.parse("G -> Y")
+
+    def grouped(vindex: bool):  # type: ignore[no-untyped-def]
+        @causal_model(graph)
+        def m(n: int) -> None:
+            alpha = pyro.sample("alpha", dist.Normal(0.0, 3.0).expand([3]).to_event(1))
+            with units(n):
+                g = pyro.sample("G", dist.Categorical(torch.ones(3) / 3)).long()
+                pyro.sample("Y", dist.Normal(Vindex(alpha)[..., g] if vindex else alpha[g], 1.0))
+
+        return m
+
+    with pytest.raises(UnbatchableModelError, match=r"Vindex\(w\)\[\.\.\., g\]"):
+        grouped(False).check(10)
+    assert grouped(True).check(10) is not None
+
+
 def test_stochastic_control_flow_is_not_checked() -> None:
     def branching(n: int) -> None:
         b = pyro.sample("b", dist.Normal(0.0, 1.0))
