@@ -44,9 +44,9 @@ from typing import Any
 import pyro
 import torch
 from pyro import poutine
-from pyro.poutine.util import site_is_factor, site_is_subsample
 
 from .log_density import site_log_density
+from .program import sample_sites
 
 __all__ = ["BATCH_CHECK_DRAWS", "BatchProblem", "batch_problem"]
 
@@ -73,14 +73,6 @@ class BatchProblem:
     def message(self, name: str) -> str:
         where = f"site {self.site!r}" if self.site else "the program"
         return f"{name!r} does not broadcast over a batch of draws: {where}: {self.detail}. {HINT}."
-
-
-def _sample_sites(tr: Any) -> dict[str, Any]:
-    return {
-        name: msg
-        for name, msg in tr.nodes.items()
-        if msg["type"] == "sample" and not site_is_subsample(msg) and not site_is_factor(msg)
-    }
 
 
 def _stack(msgs: list[dict[str, Any]], P: int) -> torch.Tensor:
@@ -118,14 +110,14 @@ def batch_problem(
         runs = []
         for seed in range(BATCH_CHECK_DRAWS):
             torch.manual_seed(seed)
-            runs.append(_sample_sites(poutine.trace(fn).get_trace(n, *model_args, **kwargs)))
+            runs.append(sample_sites(poutine.trace(fn).get_trace(n, *model_args, **kwargs)))
         if any(list(r) != list(runs[0]) for r in runs):
             return None
         free = [s for s, msg in runs[0].items() if not msg["is_observed"]]
         data = {s: _stack([r[s] for r in runs], P) for s in free}
         try:
             with pyro.plate("_batch_check", BATCH_CHECK_DRAWS, dim=-(P + 1)):
-                stacked = _sample_sites(
+                stacked = sample_sites(
                     poutine.trace(poutine.condition(fn, data=data)).get_trace(n, *model_args, **kwargs)
                 )
         except Exception as err:  # the shape error a fit would meet later, deep inside it

@@ -27,6 +27,7 @@ __all__ = [
     "compose_through",
     "inspect_program",
     "perturbation_reads",
+    "sample_sites",
 ]
 
 
@@ -233,6 +234,25 @@ def inspect_program(
 
 # --- dependencies by intervention ------------------------------------------------------------
 
+
+def sample_sites(trace: Any) -> dict[str, Any]:
+    """A trace's sample sites by name, in program order: no plate (subsample) or factor sites.
+
+    >>> import pyro, pyro.distributions as dist
+    >>> def prog():
+    ...     with pyro.plate("units", 2):
+    ...         pyro.sample("X", dist.Normal(0.0, 1.0))
+    ...     pyro.factor("f", torch.tensor(0.0))
+    >>> list(sample_sites(pyro.poutine.trace(prog).get_trace()))
+    ['X']
+    """
+    return {
+        name: msg
+        for name, msg in trace.nodes.items()
+        if msg["type"] == "sample" and not site_is_subsample(msg) and not site_is_factor(msg)
+    }
+
+
 PERTURBATION_UNITS = 16
 """Units the perturbation check runs the program with."""
 
@@ -328,11 +348,7 @@ def perturbation_reads(
     with torch.random.fork_rng(devices=[]), torch.no_grad():
         torch.manual_seed(0)
         base = pyro.poutine.trace(fn).get_trace(n, *model_args, **kwargs)
-        sites = {
-            name: msg
-            for name, msg in base.nodes.items()
-            if msg["type"] == "sample" and not site_is_subsample(msg) and not site_is_factor(msg)
-        }
+        sites = sample_sites(base)
         values = {name: msg["value"] for name, msg in sites.items()}
         units = [s for s, msg in sites.items() if any(f.name == UNITS for f in msg["cond_indep_stack"])]
         signature = {s: _signature(sites[s], values[s]) for s in units}

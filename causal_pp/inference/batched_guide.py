@@ -24,9 +24,9 @@ import torch
 import torch.nn.functional as F
 from pyro import poutine
 from pyro.distributions import LowRankMultivariateNormal
-from pyro.poutine.util import site_is_factor, site_is_subsample
 from torch.distributions import biject_to
 
+from ..program import sample_sites
 from .guides import Moments, lowrank_moments
 from .importance import GaussianView
 
@@ -361,9 +361,4 @@ def entropy(cov_factor: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
 def prototype(fn: Callable[[], Any]) -> dict[str, Any]:
     """One run of a program: its sample sites by name (no subsample or factor sites)."""
     with torch.no_grad(), pyro.validation_enabled(False):
-        tr = poutine.trace(fn).get_trace()
-    return {
-        name: msg
-        for name, msg in tr.nodes.items()
-        if msg["type"] == "sample" and not site_is_subsample(msg) and not site_is_factor(msg)
-    }
+        return sample_sites(poutine.trace(fn).get_trace())
