@@ -232,9 +232,6 @@ def inspect_program(
     )
 
 
-# --- dependencies by intervention ------------------------------------------------------------
-
-
 def sample_sites(trace: Any) -> dict[str, Any]:
     """A trace's sample sites by name, in program order: no plate (subsample) or factor sites.
 
@@ -252,6 +249,8 @@ def sample_sites(trace: Any) -> dict[str, Any]:
         if msg["type"] == "sample" and not site_is_subsample(msg) and not site_is_factor(msg)
     }
 
+
+# --- dependencies by intervention ------------------------------------------------------------
 
 PERTURBATION_UNITS = 16
 """Units the perturbation check runs the program with."""
