@@ -11,4 +11,6 @@ __version__ = "0.2.0"
 #: results store keys cells by ``<version>+r<revision>``, so a rerun never reuses cells that the
 #: earlier code computed. 2: the structured guide became the batched path's default. 5: a cheaper
 #: Normal log density (float rounding moves every fit) and estimate's first batch of 256 units.
-RESULTS_REVISION = 5
+#: 6: the importance correction's Newton steps accept a step within float32 rounding (fewer steps;
+#: the per-unit proposals, and so the weights, move).
+RESULTS_REVISION = 6

@@ -112,9 +112,12 @@ class Layout:
         """``z`` (num, rows, dim) -> constrained values ``(num, *batched_shape)`` and log |J| (num, rows)."""
         num, rows = z.shape[0], z.shape[1]
         values, log_j = {}, torch.zeros(num, rows, dtype=z.dtype, device=z.device)
-        for s in self.slots:
+        # one split, not a slice per site: a slice's gradient is a zero-filled copy of the whole
+        # of ``z``, one per site, summed; the split's is one concatenation
+        parts = z.split([s.stop - s.start for s in self.slots], dim=-1)
+        for s, part in zip(self.slots, parts, strict=True):
             t = s.transform
-            u = z[..., s.start : s.stop].reshape(num, rows, *s.unconstrained_shape)
+            u = part.reshape(num, rows, *s.unconstrained_shape)
             x = t(u)
             log_j = log_j + t.log_abs_det_jacobian(u, x).reshape(num, rows, -1).sum(-1)
             values[s.name] = x.reshape(num, rows, *s.batched_shape[1:])

@@ -168,7 +168,14 @@ class BatchedStructuredGuide(RowGuide):
         return (len(self.g_index), len(self.z_index))
 
     def drawer(self) -> Callable[..., tuple[torch.Tensor, torch.Tensor]]:
-        g_index, z_index, order, reads = self.g_index, self.z_index, self.order, self.reads
+        g_index, z_index, reads = self.g_index, self.z_index, self.reads
+        # the layout's order is the draws' order (globals first, as the programs usually have
+        # them): no full-size gather
+        order = (
+            None
+            if bool((self.order == torch.arange(len(self.order), device=self.order.device)).all())
+            else self.order
+        )
 
         def structured_draw(
             loc: torch.Tensor,
@@ -195,7 +202,8 @@ class BatchedStructuredGuide(RowGuide):
             own = torch.einsum("rude,nrue->nrud", unit_tril.tril(-1), e_u)
             reg = torch.einsum("rudk,nrdk->nrud", dep, e_read)
             dz = s_z * (reg + own).reshape(e_z.shape) + s_z * e_z
-            z = loc + torch.cat([dg, dz], dim=-1)[..., order]
+            dz_all = torch.cat([dg, dz], dim=-1)
+            z = loc + (dz_all if order is None else dz_all[..., order])
             dim = scale.shape[-1]
             # the map from the noise to z is block lower-triangular with diagonal ``scale``
             return z, 0.5 * dim * (1.0 + math.log(2 * math.pi)) + torch.log(scale).sum(-1)

@@ -179,15 +179,10 @@ class GlobalsTarget:
         seed: int,
     ) -> None:
         loc, cov, var, pos = view.loc, view.cov, view.var, view.positions
-        self.target, self.view, self.globals_, self.unit_latent, self.s = (
-            target,
-            view,
-            globals_,
-            unit_latent,
-            s,
-        )
-        self.dtype = loc.dtype
-        self.dev = dev = loc.device
+        self.target, self.view, self.s = target, view, s
+        self.globals_, self.unit_latent = globals_, unit_latent
+        self.dtype, self.dev = loc.dtype, loc.device
+        dev = self.dev
         G = torch.cat([torch.arange(*pos[k], device=dev) for k in globals_])
         self.gen = torch.Generator(device="cpu").manual_seed(int(seed) + 1)
         self.mu_t = loc[G].double()
@@ -275,6 +270,9 @@ class GlobalsTarget:
                 h[u] = hu.detach() if hu is not None else torch.full_like(zz[u], -math.inf)
         return f.detach(), g, h
 
+    def slack(self, f: torch.Tensor) -> torch.Tensor:  # a unit's log joint's rounding: a few terms in dtype
+        return 8 * torch.finfo(self.dtype).eps * (1.0 + f.abs())
+
     def _concave(self, f: torch.Tensor, h: Latents) -> torch.Tensor:
         good = torch.isfinite(f)
         for u in self.unit_latent:
@@ -329,7 +327,9 @@ class GlobalsTarget:
                 step = {u: torch.where(active & live, -damp * best_g[u] / best_h[u], 0.0) for u in units}
                 z = {u: best_z[u] + torch.nan_to_num(step[u], nan=0.0) for u in units}
                 f, g, h = self._curvature(glob, z)
-                better = active & live & self._concave(f, h) & (f >= best_f)
+                # a step that leaves the log joint where it was up to rounding is kept: near the mode a
+                # step gains less than float32's rounding, and a rejected one kept the unit moving
+                better = active & live & self._concave(f, h) & (f >= best_f - self.slack(best_f))
                 for u in units:
                     best_z[u] = torch.where(better, z[u], best_z[u])
                     best_g[u] = torch.where(better, g[u], best_g[u])
