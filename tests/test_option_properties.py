@@ -62,13 +62,15 @@ def _small_valid(name: str) -> st.SearchStrategy[Any]:
         "tempering": st.booleans(),
         "restarts": st.integers(1, 2),
         "restart_steps": st.integers(4, 8),
+        "restart_particles": st.integers(1, 3),
         "restart_init": st.sampled_from(["median", "prior"]),
         "jit_compile": st.just(False),  # tracing is correct but slow; its options are tested elsewhere
     }[name]
 
 
 SVI_OPTIONS = ("num_samples", "num_steps", "lr", "lr_decay", "num_particles", "guide", "importance",
-               "importance_particles", "tempering", "restarts", "restart_steps", "restart_init", "jit_compile")  # fmt: skip
+               "importance_particles", "tempering", "restarts", "restart_steps", "restart_particles", "restart_init",
+               "jit_compile")  # fmt: skip
 
 
 @st.composite

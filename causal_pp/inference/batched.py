@@ -150,7 +150,7 @@ def _start_phase(
         batch,
         guide,
         steps=phase,
-        particles=svi.num_particles,
+        particles=svi.restart_particles,
         lr=svi.lr,
         lr_decay=1.0,
         restart=True,
