@@ -507,7 +507,11 @@ class SVI(FitMethod):
             "max_plate_nesting": max_plate_nesting,
         }
         if enumerated:
-            return JitTraceEnum_ELBO(ignore_jit_warnings=True, **kw) if self.jit_compile else TraceEnum_ELBO(**kw)
+            return (
+                JitTraceEnum_ELBO(ignore_jit_warnings=True, **kw)
+                if self.jit_compile
+                else TraceEnum_ELBO(**kw)
+            )
         return JitTrace_ELBO(ignore_jit_warnings=True, **kw) if self.jit_compile else Trace_ELBO(**kw)
 
     def _guide_draws(
