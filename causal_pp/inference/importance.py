@@ -228,14 +228,14 @@ class GlobalsTarget:
         """For one chunk of m draws of the globals and ``particles`` values of each unit's latents
         (unconstrained): per-unit log p(unit's data, unit's latents | globals) + Jacobians,
         shape (m, particles, N), and the log prior of the globals, shape (m,)."""
-        m, N, dev = next(iter(glob.values())).shape[0], self.N, self.dev
-        values = dict(glob)
-        unit = torch.zeros(m, particles, N, dtype=torch.float64, device=dev)
+        m, N, dev, values = next(iter(glob.values())).shape[0], self.N, self.dev, dict(glob)
+        # a unit's terms are summed in the program's dtype (each is only as exact), then widened once
+        unit = torch.zeros(m, particles, N, dtype=self.dtype, device=dev)
         for u in self.unit_latent:
             t = biject_to(self.view.supports[u])
             zu_f = z[u].to(self.dtype)
             x = t(zu_f)
-            unit = unit + t.log_abs_det_jacobian(zu_f, x).double()
+            unit = unit + t.log_abs_det_jacobian(zu_f, x)
             values[u] = x
         with pyro.plate("_is_draws", m, dim=-3), pyro.plate("_is_particles", particles, dim=-2):
             tr = poutine.trace(poutine.condition(self.target, data=values)).get_trace()
@@ -243,13 +243,13 @@ class GlobalsTarget:
         for site in tr.nodes.values():
             if site["type"] != "sample":
                 continue
-            lp = site_log_density(site).double()
+            lp = site_log_density(site)
             lp = lp.expand(*torch.broadcast_shapes(lp.shape, (m, particles, 1)))
             if any(f.name == "units" for f in site["cond_indep_stack"]):
-                unit = unit + lp.expand(m, particles, N)
+                unit = unit + lp
             else:
-                prior = prior + lp[:, 0].reshape(m, -1).sum(-1)
-        return unit, prior
+                prior = prior + lp[:, 0].reshape(m, -1).double().sum(-1)
+        return unit.expand(m, particles, N).double(), prior
 
     def _curvature(self, glob: Latents, z: Latents) -> tuple[torch.Tensor, Latents, Latents]:
         """Per-unit log joint, its gradient and diagonal Hessian in each unit's latents."""
@@ -290,8 +290,8 @@ class GlobalsTarget:
         c = torch.tensor(_PROBES, dtype=z.dtype, device=z.device).view(1, -1, 1)
         with torch.no_grad():
             probe, prior = self.log_joint(glob, {self.unit_latent[0]: z + c * sd}, len(_PROBES))
-        quadratic = f + g * c * sd + 0.5 * h * (c * sd) ** 2
-        ok = ((probe - quadratic).abs() <= GAUSSIAN_TOL).flatten(1).all(1)
+        # the quadratic at z + c sd is f + c g sd - c^2 / 2 (h sd^2 = -1): few passes over the probes
+        ok = ((probe - f).sub_(c * (g * sd)).add_(0.5 * c * c).abs_() <= GAUSSIAN_TOL).flatten(1).all(1)
         # log of the integral of exp(f + g t + h t^2 / 2) over t
         return Exact(f - 0.5 * g * g / h + 0.5 * torch.log(2 * math.pi / -h), prior, ok)
 
