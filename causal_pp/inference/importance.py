@@ -85,8 +85,8 @@ IS_MIN_ESS = 100.0
 """SVI keeps the raw guide draws (and warns) when the importance correction's ESS is below this."""
 IS_ROUND1_MIN_ESS = IS_MIN_ESS / 4
 """The correction stops after its first round when that round's ESS is below this: the second
-round (twice the draws, adapted proposal) has at most doubled the ESS on the built-in cases, so
-it could not reach :data:`IS_MIN_ESS` (it cost SARS-CoV-2 fits ~1 s each, all wasted)."""
+round (twice the draws, adapted proposal) multiplied it by at most about 4 on the paper protocol's
+cells, short of :data:`IS_MIN_ESS` from there (SARS-CoV-2 fits spent ~1 s each on it, all wasted)."""
 
 Latents = dict[str, torch.Tensor]
 
