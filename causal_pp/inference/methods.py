@@ -116,7 +116,7 @@ def make_method(method: str | FitMethod, options: Mapping[str, Any]) -> FitMetho
     --------
     >>> import causal_pp.inference  # registers the methods
     >>> make_method("svi", {"lr": 0.01})
-    SVI(num_samples=500, num_steps=None, lr=0.01, lr_decay=0.1, num_particles=8, guide='auto', importance=True, importance_particles=16, tempering=False, restarts=5, restart_steps=500, restart_init='median', jit_compile=True, batched=True)
+    SVI(num_samples=500, num_steps=None, lr=0.01, lr_decay=0.1, num_particles=8, guide='auto', importance=True, importance_particles=16, tempering=False, restarts=5, restart_particles=2, restart_steps=500, restart_init='median', jit_compile=True, batched=True)
     """
     if isinstance(method, FitMethod):
         cls, base = type(method), method
