@@ -270,7 +270,7 @@ class GlobalsTarget:
                 h[u] = hu.detach() if hu is not None else torch.full_like(zz[u], -math.inf)
         return f.detach(), g, h
 
-    def slack(self, f: torch.Tensor) -> torch.Tensor:  # a unit's log joint's rounding: a few terms in dtype
+    def _slack(self, f: torch.Tensor) -> torch.Tensor:  # a unit's log joint's rounding: a few terms in dtype
         return 8 * torch.finfo(self.dtype).eps * (1.0 + f.abs())
 
     def _concave(self, f: torch.Tensor, h: Latents) -> torch.Tensor:
@@ -329,7 +329,7 @@ class GlobalsTarget:
                 f, g, h = self._curvature(glob, z)
                 # a step that leaves the log joint where it was up to rounding is kept: near the mode a
                 # step gains less than float32's rounding, and a rejected one kept the unit moving
-                better = active & live & self._concave(f, h) & (f >= best_f - self.slack(best_f))
+                better = active & live & self._concave(f, h) & (f >= best_f - self._slack(best_f))
                 for u in units:
                     best_z[u] = torch.where(better, z[u], best_z[u])
                     best_g[u] = torch.where(better, g[u], best_g[u])

@@ -253,9 +253,9 @@ def best_start(
     parameters *in place* with the initial values of a freshly initialised twin. A
     JIT-compiled ELBO is therefore compiled once for all restarts (not once per restart; the
     main run shares it where it has as many particles), and the guide's own tensors stay the
-    param store's (an autoguide reads its
-    ``nn.Parameter`` attributes from itself, not from the store, when called eagerly). Returns
-    the guide, holding the best run's parameters, and the :class:`Start`.
+    param store's (an autoguide reads its ``nn.Parameter`` attributes from itself, not from the
+    store, when called eagerly). Returns the guide, holding the best run's parameters, and the
+    :class:`Start`.
     """
     g = new_guide()
     if restarts <= 1:
