@@ -142,6 +142,8 @@ class BatchedStructuredGuide(RowGuide):
         self.block = tuple(blocks.shape)
         # draws are made globals first, then the units' latents, and put back in the layout's order
         self.order = torch.argsort(torch.cat([self.g_index, self.z_index]))
+        # globals first in the layout, as programs usually have them: the draws need no reordering
+        self.in_order = bool((self.order == torch.arange(len(self.order), device=device)).all())
         G, (units, d) = len(g_pos), self.block
         # each latent regresses on the globals it is coupled to (all of them without log_joint),
         # padded to one width with a column of zeros at G: a dense einsum over (units, d, k)
@@ -169,13 +171,7 @@ class BatchedStructuredGuide(RowGuide):
 
     def drawer(self) -> Callable[..., tuple[torch.Tensor, torch.Tensor]]:
         g_index, z_index, reads = self.g_index, self.z_index, self.reads
-        # the layout's order is the draws' order (globals first, as the programs usually have
-        # them): no full-size gather
-        order = (
-            None
-            if bool((self.order == torch.arange(len(self.order), device=self.order.device)).all())
-            else self.order
-        )
+        order = None if self.in_order else self.order  # no full-size gather where none is needed
 
         def structured_draw(
             loc: torch.Tensor,

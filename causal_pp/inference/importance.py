@@ -249,7 +249,7 @@ class GlobalsTarget:
                 unit = unit + lp
             else:
                 prior = prior + lp[:, 0].reshape(m, -1).double().sum(-1)
-        return unit.expand(m, particles, N).double(), prior
+        return unit.double(), prior
 
     def _curvature(self, glob: Latents, z: Latents) -> tuple[torch.Tensor, Latents, Latents]:
         """Per-unit log joint, its gradient and diagonal Hessian in each unit's latents."""
