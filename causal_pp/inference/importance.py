@@ -398,12 +398,12 @@ Programs = Callable[[list[int], int], Callable[[], Any]]
 targets), each repeated ``m`` times along the draws (a data set's columns ``(m * len(rows), 1, N)``,
 row by row); for one data set, its own program (its columns broadcast)."""
 
-ROWS_ELEMENTS = 2**20
+ROWS_ELEMENTS = 2**18
 """Several data sets' chunks of draws go through the program together up to this many per-unit
 values (draws x units x latents). Batching saves the program's fixed cost per call, which is
-what a small model's correction is made of; past this size the work is memory-bound, and bigger
-calls only contend with other processes for the memory bus (2**24 made a study with two worker
-processes slower)."""
+what a small model's correction is made of; past this size the probes' values (4 per unit)
+outgrow a core's cache (2**20 was slower than 2**18 for 20 front-door data sets) and contend with
+other processes for the memory bus (2**24 made a study with two worker processes slower)."""
 
 
 def log_targets(
