@@ -1,8 +1,9 @@
-"""The importance correction's per-unit integrals (causal_pp.inference.importance).
+"""The importance correction's per-unit integrals (causal_pp.inference.importance_target).
 
 Where a model's one per-unit latent has a Gaussian conditional, each unit's integral is done in
-closed form from its Laplace expansion; elsewhere by particles. Checked against quadrature, and
-the fallback where the conditional is not Gaussian or a unit has several latents.
+closed form from its Laplace expansion, straight from the guide's conditional mean (the same
+integral as after the Newton steps); elsewhere by particles. Checked against quadrature, and the
+fallback where the conditional is not Gaussian or a unit has several latents.
 """
 
 from __future__ import annotations
@@ -13,10 +14,12 @@ import pytest
 import torch
 
 from causal_pp.cases import get_case
-from causal_pp.inference import importance
+from causal_pp.inference import importance, importance_target
 
 
-def _target(case_name: str, n: int, monkeypatch: pytest.MonkeyPatch) -> tuple[importance.GlobalsTarget, dict]:
+def _target(
+    case_name: str, n: int, monkeypatch: pytest.MonkeyPatch
+) -> tuple[importance_target.GlobalsTarget, dict]:
     """The correction's target for an SVI fit of the case (captured from the fit), and its diagnostics."""
     case = get_case(case_name)
     got = {}
@@ -33,13 +36,15 @@ def _target(case_name: str, n: int, monkeypatch: pytest.MonkeyPatch) -> tuple[im
             case.simulate(n, seed=0), method="svi", seed=0, num_steps=600, progress_bar=False, batched=False
         )
     programs, guides, globals_, unit_latent, structure = got["args"]
-    target, view = programs([0], 1), importance.view_of(guides[0])
-    t = importance.GlobalsTarget(target, view, globals_, unit_latent, structure, num_particles=16, seed=1)
+    target, view = programs([0], 1), importance_target.view_of(guides[0])
+    t = importance_target.GlobalsTarget(
+        target, view, globals_, unit_latent, structure, num_particles=16, seed=1
+    )
     return t, post.diagnostics
 
 
-def _expansion(t: importance.GlobalsTarget, draws: int):  # type: ignore[no-untyped-def]
-    """Proposals and closed-form integrals at ``draws`` draws of the globals near the guide's mean."""
+def _draws(t: importance_target.GlobalsTarget, draws: int):  # type: ignore[no-untyped-def]
+    """``draws`` draws of the globals near the guide's mean, and the guide's conditional of each unit."""
     gen = torch.Generator().manual_seed(0)
     z_t = (
         t.mu_t
@@ -48,7 +53,12 @@ def _expansion(t: importance.GlobalsTarget, draws: int):  # type: ignore[no-unty
         @ torch.linalg.cholesky(t.S_tt).T
     )
     theta, _ = t.constrain(z_t)
-    values, mean, sd = t.chunk_inputs(z_t, theta, 0, draws)
+    return t.chunk_inputs(z_t, theta, 0, draws)
+
+
+def _expansion(t: importance_target.GlobalsTarget, draws: int):  # type: ignore[no-untyped-def]
+    """Proposals and closed-form integrals at ``draws`` draws of the globals near the guide's mean."""
+    values, mean, sd = _draws(t, draws)
     return values, t.laplace(values, mean, sd)
 
 
@@ -60,7 +70,7 @@ def test_a_gaussian_units_integral_is_exact_in_closed_form(case_name, monkeypatc
     assert exact is not None and bool(exact.ok.all())
     # quadrature: each unit's log joint on a fine grid of +-8 Laplace SDs
     u = t.unit_latent[0]
-    width = sd[u] / importance.UNIT_INFLATION
+    width = sd[u] / importance_target.UNIT_INFLATION
     grid = torch.linspace(-8.0, 8.0, 4001, dtype=torch.float64).view(1, -1, 1)
     with torch.no_grad():
         f, prior = t.log_joint(values, {u: mean[u] + width * grid}, grid.shape[1])
@@ -84,3 +94,44 @@ def test_several_latents_per_unit_take_particles(monkeypatch) -> None:  # type: 
     assert len(t.unit_latent) == 2
     _, (_, _, exact) = _expansion(t, 3)
     assert exact is None
+
+
+@pytest.mark.parametrize("case_name", ["frontdoor", "backdoor"])
+def test_the_direct_closed_form_is_the_one_after_newton_steps(case_name, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    # straight from the guide's conditional mean (one curvature, one probe pass) or after the
+    # Newton steps to each unit's mode: a quadratic log joint has one expansion, up to float32
+    t, _ = _target(case_name, 200, monkeypatch)
+    values, mean0, sd0 = _draws(t, 3)
+    mean, sd, exact = t.laplace(values, mean0, sd0)
+    mean_n, sd_n, exact_n = t.laplace(values, mean0, sd0, direct=False)
+    assert exact is not None and exact_n is not None
+    assert bool(exact.ok.all()) and bool(exact_n.ok.all())
+    u = t.unit_latent[0]
+    assert torch.allclose(exact.unit, exact_n.unit, rtol=0, atol=1e-5)
+    assert torch.equal(exact.prior, exact_n.prior)
+    assert torch.allclose(mean[u], mean_n[u], rtol=0, atol=1e-4 * float(sd_n[u].min()))
+    assert torch.allclose(sd[u], sd_n[u], rtol=1e-5, atol=0)
+
+
+def test_a_non_gaussian_model_tries_the_direct_closed_form_once(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    # the logit's conditional is not quadratic: the direct try fails on the first chunk of draws,
+    # whose units then take particles, and no later chunk tries again
+    calls = {"direct": 0, "laplace": 0, "found": 0}
+    direct, laplace = importance_target.GlobalsTarget.direct_gaussian, importance_target.GlobalsTarget.laplace
+
+    def spy_direct(self, *args):  # type: ignore[no-untyped-def]
+        found = direct(self, *args)
+        calls["direct"] += 1
+        calls["found"] += found is not None
+        return found
+
+    def spy_laplace(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        calls["laplace"] += 1
+        return laplace(self, *args, **kwargs)
+
+    monkeypatch.setattr(importance_target.GlobalsTarget, "direct_gaussian", spy_direct)
+    monkeypatch.setattr(importance_target.GlobalsTarget, "laplace", spy_laplace)
+    _, diagnostics = _target("frontdoor_logit", 200, monkeypatch)
+    assert diagnostics["is_unit_integral"] == "particles"
+    assert calls["laplace"] >= 2
+    assert calls["direct"] == 1 and calls["found"] == 0

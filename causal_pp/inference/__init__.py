@@ -1,8 +1,8 @@
 """Fitting a causal model to observational data.
 
-===========================  ==============================================================  ===============
+===========================  ==============================================================  =========================
 concept                      what                                                            module
-===========================  ==============================================================  ===============
+===========================  ==============================================================  =========================
 :func:`fit`                  check data and program, condition, run a method, diagnostics    :mod:`.fit`
 :func:`validate_data`        data against the graph (columns, numbers, rows, finiteness)      :mod:`.data`
 method interface             :class:`FitMethod`, :class:`FitProblem`, the method table        :mod:`.methods`
@@ -15,8 +15,9 @@ batched guide                one Gaussian per data set (row); the low-rank famil
 structured batched guide     globals jointly, each unit's latents given them (default)       :mod:`.batched_structured`
 per-row Adam                 ClippedAdam with a learning rate and a phase per row            :mod:`.row_adam`
 guides                       Pyro autoguides and their Gaussian in closed form               :mod:`.guides`
-importance correction        per-unit Laplace proposals, adaptive IS over the globals        :mod:`.importance`
-===========================  ==============================================================  ===============
+importance correction        adaptive IS over the globals, resampling, tempering fallback    :mod:`.importance`
+importance target            each unit's integral: closed form, or Laplace particles         :mod:`.importance_target`
+===========================  ==============================================================  =========================
 
 Adding a fitting method: one module defining a :class:`FitMethod` subclass decorated with
 :func:`register_method`, imported here.

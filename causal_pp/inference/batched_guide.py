@@ -28,7 +28,7 @@ from torch.distributions import biject_to
 
 from ..program import sample_sites
 from .guides import Moments, lowrank_moments
-from .importance import GaussianView
+from .importance_target import GaussianView
 
 __all__ = [
     "BatchedLowRankGuide",

@@ -28,7 +28,8 @@ from .. import validation as check
 from ..errors import InferenceError, InvalidArgumentError
 from ..runtime import seeded
 from .guides import GUIDES, RESTART_INITS, global_dims, make_guide, start_init
-from .importance import DEGENERATE, Programs, importance_correct_rows
+from .importance import DEGENERATE, importance_correct_rows
+from .importance_target import Programs
 from .methods import FitMethod, FitProblem, FitResult, register_method, reshape_draws
 
 __all__ = [
@@ -534,7 +535,7 @@ class SVI(FitMethod):
     ) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
         """The importance correction of the draws, if it applies and its weights hold.
 
-        ``g`` is the fitted guide, or a :class:`~causal_pp.inference.importance.GaussianView`.
+        ``g`` is the fitted guide, or a :class:`~causal_pp.inference.importance_target.GaussianView`.
         """
         return self.correct_rows([g], [problem], [draws], [losses], lambda rows, m: problem.target)[0]
 
