@@ -16,7 +16,6 @@ Gaussian proposal: ESS below :data:`IS_MIN_ESS`), ``temper=True`` (off by defaul
 ``SVI(tempering=...)``) walks draws of the guide's Gaussian, widened, to the posterior by
 tempered sequential Monte Carlo (:mod:`.tempered`), with the same target; ``is_method`` says
 which correction was used.
-
 """
 
 from __future__ import annotations

@@ -15,9 +15,8 @@ with 128; see ``test_svi_with_importance_correction_matches_the_exact_posterior`
 Where the model has one scalar latent per unit and its log joint is quadratic in it (a Gaussian
 conditional, as in linear-Gaussian models), the one-unit integral is done in closed form from the
 Laplace expansion instead (:data:`GAUSSIAN_TOL`): exact there, with no particles and no Monte
-Carlo error. The log joint is checked at 1 and 2 Laplace SDs either side of every unit's
-expansion point for every draw; a chunk of draws where any unit deviates from the quadratic uses
-the particles. The diagnostics say which (``is_unit_integral``).
+Carlo error. The log joint is checked at 1 and 2 Laplace SDs either side of every unit's mode
+for every draw; a chunk of draws where any unit deviates from the quadratic uses the particles. The diagnostics say which (``is_unit_integral``).
 
 The closed form is tried first from the expansion at the guide's conditional mean
 (:meth:`GlobalsTarget.direct_gaussian`): where the log joint is quadratic, one Newton step from
