@@ -40,7 +40,6 @@ __all__ = [
     "IS_ROUND1_MIN_ESS",
     "importance_correct",
     "importance_correct_rows",
-    "weigh_rows",
 ]
 
 DEGENERATE = "importance weights degenerate"

@@ -206,7 +206,7 @@ class GlobalsTarget:
             zu_f = z[u].to(self.dtype)
             x = t(zu_f)
             if t is not identity_transform:  # whose Jacobian term is a pass of zeros
-                unit = unit.add_(t.log_abs_det_jacobian(zu_f, x))
+                unit.add_(t.log_abs_det_jacobian(zu_f, x))
             values[u] = x
         with pyro.plate("_is_draws", m, dim=-3), pyro.plate("_is_particles", particles, dim=-2):
             tr = poutine.trace(poutine.condition(self.target, data=values)).get_trace()
@@ -217,7 +217,7 @@ class GlobalsTarget:
             lp = site_log_density(site)
             lp = lp.expand(*torch.broadcast_shapes(lp.shape, (m, particles, 1)))
             if any(f.name == "units" for f in site["cond_indep_stack"]):
-                unit = unit.add_(lp)
+                unit.add_(lp)
             else:
                 prior = prior + lp[:, 0].reshape(m, -1).double().sum(-1)
         return unit.double(), prior
