@@ -53,6 +53,7 @@ from .program import (
     check_units,
     inspect_program,
 )
+from .runtime import plate
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -70,7 +71,8 @@ __all__ = [
 
 
 def units(n: int) -> pyro.plate:
-    """The plate of the units: ``pyro.plate("units", n, dim=-1)``.
+    """The plate of the units: ``pyro.plate("units", n, dim=-1)`` (as :func:`causal_pp.runtime.plate`,
+    which keeps its sites' log densities unscaled in a JIT-compiled ELBO).
 
     Put every per-unit variable (every DAG node) inside it; global parameters go outside.
 
@@ -81,7 +83,7 @@ def units(n: int) -> pyro.plate:
     ...     pyro.sample("X", dist.Normal(0.0, 1.0)).shape
     torch.Size([4])
     """
-    return pyro.plate(UNITS, n, dim=-1)
+    return plate(UNITS, n, dim=-1)
 
 
 # --- what a program contains -------------------------------------------------------------

@@ -15,12 +15,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pyro
 import torch
 from pyro import poutine
 
 from ..log_density import site_log_density
 from ..model import CausalModel
+from ..runtime import plate
 from .batched_guide import Layout, RowGuide, prototype
 from .row_adam import RowAdam
 from .svi import SVI_MIN_STEPS, Plateau, plateau_test, schedule
@@ -53,7 +53,7 @@ class RowBatch:
 
     def program(self, values: Mapping[str, torch.Tensor] | None = None) -> Any:
         data = {**self.data, **(values or {})}
-        with pyro.plate("_rows", self.rows, dim=-(self.P + 1)):
+        with plate("_rows", self.rows, dim=-(self.P + 1)):
             return poutine.condition(self.model.fn, data=data)(self.n, *self.args, **self.kwargs)
 
     def select(self, index: torch.Tensor) -> RowBatch:
@@ -64,13 +64,15 @@ class RowBatch:
     def layout(self, single: Mapping[str, Any]) -> Layout:
         return Layout.of(single, prototype(self.program), self.names, self.rows)
 
-    def log_joint(self, layout: Layout) -> Callable[[torch.Tensor], torch.Tensor]:
+    def log_joint(self, layout: Layout, num: int | None = None) -> Callable[[torch.Tensor], torch.Tensor]:
         """``f(z)``: the log joint density of draws ``z`` ``(num, rows, dim)`` of the flat
-        unconstrained latents, Jacobian included, per draw and row ``(num, rows)``."""
+        unconstrained latents, Jacobian included, per draw and row ``(num, rows)``.
+
+        ``num``: the number of draws, as a number where ``f`` is traced (see :func:`plate`)."""
 
         def log_joint(z: torch.Tensor) -> torch.Tensor:
             values, log_j = layout.unpack(z)
-            with pyro.plate("_particles", z.shape[0], dim=-(self.P + 2)):
+            with plate("_particles", z.shape[0] if num is None else num, dim=-(self.P + 2)):
                 tr = poutine.trace(self.program).get_trace(values)
             log_p = torch.zeros_like(log_j)
             for msg in tr.nodes.values():
@@ -87,7 +89,7 @@ class RowBatch:
     def objective(self, guide: RowGuide, particles: int) -> Callable[..., torch.Tensor]:
         """``f(*guide.params, *noise)``: per-row negative ELBO ``(rows,)``, averaged over the
         ``particles`` draws the noise gives (one tensor per entry of ``guide.noise_sizes``)."""
-        draw, log_joint = guide.drawer(), self.log_joint(guide.layout)
+        draw, log_joint = guide.drawer(), self.log_joint(guide.layout, particles)
 
         def negative_elbo(*args: torch.Tensor) -> torch.Tensor:
             z, entropy = draw(*args)
