@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from pyro import poutine
 from pyro.distributions import LowRankMultivariateNormal
 from torch.distributions import biject_to
+from torch.distributions.transforms import identity_transform
 
 from ..program import sample_sites
 from .guides import Moments, lowrank_moments
@@ -119,7 +120,8 @@ class Layout:
             t = s.transform
             u = part.reshape(num, rows, *s.unconstrained_shape)
             x = t(u)
-            log_j = log_j + t.log_abs_det_jacobian(u, x).reshape(num, rows, -1).sum(-1)
+            if t is not identity_transform:  # whose term is a pass of zeros, and a sum of them
+                log_j = log_j + t.log_abs_det_jacobian(u, x).reshape(num, rows, -1).sum(-1)
             values[s.name] = x.reshape(num, rows, *s.batched_shape[1:])
         return values, log_j
 
