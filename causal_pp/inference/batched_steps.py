@@ -68,7 +68,8 @@ class RowBatch:
         """``f(z)``: the log joint density of draws ``z`` ``(num, rows, dim)`` of the flat
         unconstrained latents, Jacobian included, per draw and row ``(num, rows)``.
 
-        ``num``: the number of draws, as a number where ``f`` is traced (see :func:`plate`)."""
+        ``num``: the number of draws, as a number where ``f`` is traced (see
+        :func:`~causal_pp.runtime.plate`)."""
 
         def log_joint(z: torch.Tensor) -> torch.Tensor:
             values, log_j = layout.unpack(z)
