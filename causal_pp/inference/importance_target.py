@@ -16,7 +16,8 @@ Where the model has one scalar latent per unit and its log joint is quadratic in
 conditional, as in linear-Gaussian models), the one-unit integral is done in closed form from the
 Laplace expansion instead (:data:`GAUSSIAN_TOL`): exact there, with no particles and no Monte
 Carlo error. The log joint is checked at 1 and 2 Laplace SDs either side of every unit's mode
-for every draw; a chunk of draws where any unit deviates from the quadratic uses the particles. The diagnostics say which (``is_unit_integral``).
+for every draw; a chunk of draws where any unit deviates from the quadratic uses the particles.
+The diagnostics say which (``is_unit_integral``).
 
 The closed form is tried first from the expansion at the guide's conditional mean
 (:meth:`GlobalsTarget.direct_gaussian`): where the log joint is quadratic, one Newton step from
@@ -251,20 +252,25 @@ class GlobalsTarget:
         return good
 
     def gaussian(
-        self, glob: Latents, z: torch.Tensor, f: torch.Tensor, g: torch.Tensor, h: torch.Tensor
+        self, glob: Latents, z: torch.Tensor, f: torch.Tensor, g: torch.Tensor | None, h: torch.Tensor
     ) -> Exact:
         """Each unit's log integral over its one scalar latent in closed form, ``(m, 1, N)``, the
         globals' log prior ``(m,)``, from the expansion (log joint ``f``, gradient ``g``, curvature
         ``h < 0``) at ``z``, and per draw whether the log joint is that quadratic in every unit
-        (see :data:`GAUSSIAN_TOL`; where it is not, the integral is not used)."""
+        (see :data:`GAUSSIAN_TOL`; where it is not, the integral is not used). ``g=None``: ``z`` is
+        the quadratic's maximum (a zero gradient, without its passes over the probes)."""
         sd = torch.rsqrt(-h)
         c = torch.tensor(_PROBES, dtype=z.dtype, device=z.device).view(1, -1, 1)
         with torch.no_grad():
             probe, prior = self.log_joint(glob, {self.unit_latent[0]: z + c * sd}, len(_PROBES))
         # the quadratic at z + c sd is f + c g sd - c^2 / 2 (h sd^2 = -1): few passes over the probes
-        ok = ((probe - f).sub_(c * (g * sd)).add_(0.5 * c * c).abs_() <= GAUSSIAN_TOL).flatten(1).all(1)
+        off = probe - f
+        if g is not None:
+            off.sub_(c * (g * sd))
+            f = f - 0.5 * g * g / h
+        ok = (off.add_(0.5 * c * c).abs_() <= GAUSSIAN_TOL).flatten(1).all(1)
         # log of the integral of exp(f + g t + h t^2 / 2) over t
-        return Exact(f - 0.5 * g * g / h + 0.5 * torch.log(2 * math.pi / -h), prior, ok)
+        return Exact(f + 0.5 * torch.log(2 * math.pi / -h), prior, ok)
 
     def direct_gaussian(
         self,
@@ -283,17 +289,10 @@ class GlobalsTarget:
         is :meth:`gaussian` at the mode without the Newton steps to it."""
         if not bool(active.all()):
             return None
-        sd = torch.rsqrt(-h)
-        step = -g / h
-        top = f - 0.5 * g * g / h  # the quadratic's maximum, at z + step
-        c = torch.tensor(_PROBES, dtype=z.dtype, device=z.device).view(1, -1, 1)
-        with torch.no_grad():
-            probe, prior = self.log_joint(glob, {self.unit_latent[0]: (z + step) + c * sd}, len(_PROBES))
-        # the quadratic at the mode + c sd is top - c^2 / 2: few passes over the probes
-        ok = ((probe - top).add_(0.5 * c * c).abs_() <= GAUSSIAN_TOL).flatten(1).all(1)
-        if not bool(ok.all()):
-            return None
-        return z + step, sd, Exact(top + 0.5 * torch.log(2 * math.pi / -h), prior, ok)
+        mode = z - g / h
+        # the quadratic's maximum, at the mode
+        exact = self.gaussian(glob, mode, f - 0.5 * g * g / h, None, h)
+        return (mode, torch.rsqrt(-h), exact) if bool(exact.ok.all()) else None
 
     def laplace(
         self, glob: Latents, mean: Latents, sd: Latents, rows: int = 1, direct: bool = True
