@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import functools
 import math
+import warnings
 from collections.abc import Mapping
 from typing import Any
 
@@ -77,8 +78,30 @@ def log_density(fn: Distribution, value: torch.Tensor) -> torch.Tensor:
 def _normal(fn: Normal, value: torch.Tensor) -> torch.Tensor:
     if type(fn).log_prob is not Normal.log_prob:  # a subclass with a density of its own
         return fn.log_prob(value)
-    scale = distinct(fn.scale)
-    return -0.5 * ((value - fn.loc) / scale) ** 2 - (scale.log() + _HALF_LOG_2PI)
+    scale, loc = distinct(fn.scale), distinct(fn.loc)
+    # value - 0 and t / 1 are exact no-ops, but each is a pass over the full (rows, particles,
+    # units) shape, forward and backward: skipped for a standard normal prior or unit noise
+    t = value if _constant(loc, 0.0) else value - fn.loc
+    t = t if _constant(scale, 1.0) else t / scale
+    return -0.5 * t**2 - (scale.log() + _HALF_LOG_2PI)
+
+
+def _constant(t: torch.Tensor, number: float) -> bool:
+    """Whether ``t`` is the one number ``number``, fixed by the program (no gradient flows into it).
+
+    Under ``torch.jit.trace`` the answer is baked into the trace. That is sound because a tensor
+    with no gradient there does not depend on the trace's inputs (the guide's parameters, which
+    every latent value depends on, and the noise that draws them), so it is the same number in
+    every call. Off a trace only CPU tensors are checked: on a GPU the check would wait for the
+    device at every site.
+    """
+    if t.requires_grad or t.numel() != 1:
+        return False
+    if torch.jit.is_tracing():
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
+            return bool(t == number)
+    return t.device.type == "cpu" and bool(t == number)
 
 
 @log_density.register

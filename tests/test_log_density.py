@@ -43,6 +43,32 @@ def test_log_density_equals_log_prob(fn: dist.Distribution) -> None:
     assert torch.allclose(log_density(fn, value), fn.log_prob(value), rtol=1e-6, atol=1e-5)
 
 
+@pytest.mark.parametrize("loc", [0.0, 0.5], ids=["loc-0", "loc-0.5"])
+@pytest.mark.parametrize("scale", [1.0, 2.0], ids=["scale-1", "scale-2"])
+def test_a_unit_scale_or_zero_loc_is_skipped_bit_for_bit(loc: float, scale: float) -> None:
+    # x - 0 and t / 1 are exact, so skipping them must not move a single bit
+    torch.manual_seed(0)
+    d = dist.Normal(torch.full((4, 3), loc), scale)
+    value = torch.randn(4, 3)
+    full = -0.5 * ((value - d.loc) / d.scale) ** 2 - (d.scale.log() + 0.5 * math.log(2 * math.pi))
+    assert torch.equal(log_density(d, value), full)
+
+
+def test_a_traced_density_bakes_only_what_the_inputs_cannot_change() -> None:
+    # the scale of the first site is a parameter that happens to be 1 when traced, the second
+    # site's is the constant 1: only the constant may be skipped in the trace
+    def f(scale: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
+        learned = log_density(dist.Normal(torch.zeros(3), scale), value)
+        fixed = log_density(dist.Normal(value.new_zeros(3), 1.0), value)
+        return learned + fixed
+
+    one = torch.tensor(1.0, requires_grad=True)  # one number, as a skipped scale is
+    traced = torch.jit.trace(f, (one, torch.zeros(3)), check_trace=False)
+    scale, value = torch.tensor(2.0, requires_grad=True), torch.tensor([0.5, -1.0, 2.0])
+    expected = dist.Normal(0.0, scale).log_prob(value) + dist.Normal(0.0, 1.0).log_prob(value)
+    assert torch.allclose(traced(scale, value), expected)
+
+
 def test_a_subclass_keeps_its_own_density() -> None:
     class Shifted(dist.Normal):
         def log_prob(self, value: torch.Tensor) -> torch.Tensor:
