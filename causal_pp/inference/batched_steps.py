@@ -9,7 +9,6 @@ with its own learning rate, phase and stopping (:func:`advance`), as
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -20,7 +19,7 @@ from pyro import poutine
 
 from ..log_density import site_log_density
 from ..model import CausalModel
-from ..runtime import plate
+from ..runtime import plate, trace
 from .batched_guide import Layout, RowGuide, prototype
 from .row_adam import RowAdam
 from .svi import SVI_MIN_STEPS, Plateau, plateau_test, schedule
@@ -116,11 +115,7 @@ def compiled(
     rows = guide.loc.shape[0]
     # example noise of the right shapes: the rows' own random streams stay untouched
     noise = [guide.loc.new_zeros((particles, rows, size)) for size in guide.noise_sizes]
-    example = (*guide.params, *noise)
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
-        warnings.filterwarnings("ignore", message="`torch.jit.trace` is deprecated")
-        return torch.jit.trace(fn, example, check_trace=False)
+    return trace(fn, (*guide.params, *noise))
 
 
 @dataclass
