@@ -38,6 +38,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import scipy
+from provenance import code_version
 
 from causal_pp import ATE, CausalGraph
 from causal_pp.partial import bounds
@@ -89,6 +90,7 @@ def machine_info() -> dict[str, Any]:
     import causal_pp
 
     return {
+        "code": code_version(),
         "platform": platform.platform(),
         "cpu": cpu,
         "cpu_count": os.cpu_count(),

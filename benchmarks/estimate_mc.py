@@ -54,6 +54,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
+from provenance import code_version
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -70,6 +71,7 @@ def machine_info() -> dict[str, Any]:
     except OSError:
         pass
     return {
+        "code": code_version(),
         "platform": platform.platform(),
         "cpu": cpu,
         "cpu_count": os.cpu_count(),

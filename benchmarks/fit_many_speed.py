@@ -37,6 +37,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from provenance import code_version
 
 from causal_pp import fit_many
 from causal_pp.cases import get_case
@@ -53,6 +54,7 @@ def _machine(device: str) -> dict[str, Any]:
         "pyro": pyro.__version__,
         "device": device,
         "load_average_at_start": list(os.getloadavg()),
+        "code": code_version(),
     }
     if device.startswith("cuda") and torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name(0)

@@ -44,6 +44,7 @@ from typing import Any
 import pyro
 import pyro.distributions as dist
 import torch
+from provenance import code_version
 from pyro.infer import MCMC, NUTS, Predictive
 
 from causal_pp import ATE, CausalGraph
@@ -175,6 +176,7 @@ def machine_info() -> dict[str, Any]:
     import chirho
 
     return {
+        "code": code_version(),
         "python": platform.python_version(),
         "platform": platform.platform(),
         "cpu": cpu,

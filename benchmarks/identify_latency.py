@@ -32,6 +32,8 @@ import time
 from importlib import metadata
 from pathlib import Path
 
+from provenance import code_version
+
 from causal_pp import CausalGraph, Interventional, identify
 from causal_pp.identification.interventional import decide as _decide
 
@@ -78,6 +80,7 @@ def machine() -> dict[str, object]:
             return "not installed"
 
     return {
+        "code": code_version(),
         "platform": platform.platform(),
         "processor": platform.processor() or platform.machine(),
         "cpu_count": os.cpu_count(),

@@ -43,6 +43,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from provenance import code_version
 
 # The paper's published mean absolute errors, correct latent model: {target: {N: mean AE}}.
 PUBLISHED = {
@@ -59,6 +60,7 @@ def _machine() -> dict[str, object]:
     import torch
 
     return {
+        "code": code_version(),
         "platform": platform.platform(),
         "cpu_count": os.cpu_count(),
         "python": platform.python_version(),
@@ -314,9 +316,14 @@ def _markdown(table: pd.DataFrame, meta: dict[str, object]) -> str:
     fit_minutes_per_worker = float(meta["fit_seconds_total"]) / 60 / max(1, int(meta["jobs"]))
     fitted_by = runs[-1]["command"] if runs else meta["command"]
     rendered = f" (this table rendered by `{meta['command']}`)" if fitted_by != meta["command"] else ""
+    code = m.get("code") or {}  # runs from before provenance was recorded have none
+    at = ""
+    if code.get("commit"):
+        dirty = " with uncommitted changes" if code.get("uncommitted_changes") else ""
+        at = f" at commit `{code['commit'][:10]}`{dirty}"
     lines += [
         "",
-        f"Command: `{fitted_by}`{rendered}; fits took {float(meta['fit_seconds_total']) / 60:.1f} min in "
+        f"Command: `{fitted_by}`{at}{rendered}; fits took {float(meta['fit_seconds_total']) / 60:.1f} min in "
         f"all (summed over every cell of the table; at least {fit_minutes_per_worker:.1f} min of wall "
         f"time with {meta['jobs']} worker process(es)); wall time recorded by meta.json: "
         f"{float(meta['total_wall_seconds']) / 60:.1f} min ({float(meta['total_wall_seconds']):.0f} s) over "

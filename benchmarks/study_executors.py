@@ -29,6 +29,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from provenance import code_version
+
 HERE = Path(__file__).resolve().parent
 
 
@@ -51,6 +53,7 @@ def _machine() -> dict[str, Any]:
     import causal_pp
 
     return {
+        "code": code_version(),
         "platform": platform.platform(),
         "cpu": cpu,
         "cpu_count": os.cpu_count(),
