@@ -20,8 +20,9 @@ from typing import Any
 
 
 def code_version() -> dict[str, Any]:
-    """The imported causal_pp's version (with its results revision) and folder, and its checkout's commit and state (None
-    where it is not a git checkout, e.g. an installed wheel: the version then says what it is)."""
+    """The imported causal_pp's version (with its results revision) and folder, and its
+    checkout's commit and state (None where it is not a git checkout, e.g. an installed wheel:
+    the version then says what it is)."""
     import causal_pp
     from causal_pp.version import RESULTS_REVISION
 

@@ -75,7 +75,7 @@ print("outer", len(unit.get_functions()))
 """
 
 
-def test_a_block_frees_its_traces_without_a_search_and_never_one_still_held(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_a_block_frees_its_traces_without_a_search_and_never_one_still_held(tmp_path) -> None:
     # a fresh process: the global compilation unit of this one may hold other tests' functions
     import subprocess
     import sys
