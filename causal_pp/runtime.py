@@ -21,6 +21,7 @@ from .errors import DeviceError
 __all__ = [
     "SMALL_PROBLEM_UNITS",
     "child_seeds",
+    "ignore_jit_warnings",
     "num_threads",
     "on_device",
     "plate",
@@ -144,12 +145,31 @@ def trace(fn: Callable[..., Any], example: tuple[torch.Tensor, ...]) -> Any:
     [2.0, 6.0]
     """
     with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
-        warnings.filterwarnings("ignore", message="`torch.jit.trace` is deprecated")
+        ignore_jit_warnings()
         traced = torch.jit.trace(fn, example, check_trace=False)
     if _TRACED:
         _TRACED[-1].append(weakref.ref(traced))
     return traced
+
+
+def ignore_jit_warnings() -> None:
+    """Silence TorchScript tracing's warnings, inside a ``warnings.catch_warnings()`` block: a
+    fit's JIT-compiled ELBO or NUTS potential is traced from Pyro code that reads tensors as Python
+    numbers (its shapes, its checks), which is right for the fixed shapes it is traced at, and
+    torch 2.13 warns that ``torch.jit.trace`` itself is deprecated.
+
+    Examples
+    --------
+    >>> import warnings
+    >>> with warnings.catch_warnings(record=True) as caught:
+    ...     warnings.simplefilter("always")
+    ...     ignore_jit_warnings()
+    ...     warnings.warn("traced", torch.jit.TracerWarning)
+    >>> caught
+    []
+    """
+    warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
+    warnings.filterwarnings("ignore", message="`torch.jit.trace` is deprecated")
 
 
 def _compiled_pyro_functions_alive() -> bool:

@@ -37,7 +37,7 @@ from pyro.poutine.messenger import Messenger
 
 from .. import validation as check
 from ..inference_data import rhat_ess
-from ..runtime import child_seeds, seeded
+from ..runtime import child_seeds, ignore_jit_warnings, seeded
 from .methods import FitMethod, FitProblem, FitResult, register_method
 
 __all__ = ["ESS_WARN", "NUTS", "R_HAT_WARN", "RecordingNUTS", "bfmi"]
@@ -214,8 +214,7 @@ class NUTS(FitMethod):
                 disable_progbar=not progress_bar,
             )
             with seeded(chain_seed, device), pyro.validation_enabled(False), warnings.catch_warnings():
-                warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
-                warnings.filterwarnings("ignore", message="`torch.jit.trace` is deprecated")
+                ignore_jit_warnings()
                 if progress_bar and num_chains > 1:
                     log.info("NUTS chain %d/%d", c + 1, num_chains)
                 mcmc.run()

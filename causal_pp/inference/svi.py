@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 
 from .. import validation as check
 from ..errors import InferenceError, InvalidArgumentError
-from ..runtime import seeded
+from ..runtime import ignore_jit_warnings, seeded
 from .guides import GUIDES, RESTART_INITS, global_dims, make_guide, start_init
 from .importance import DEGENERATE, importance_correct_rows
 from .importance_target import Programs
@@ -445,8 +445,7 @@ class SVI(FitMethod):
             pyro.validation_enabled(False),
             warnings.catch_warnings(),
         ):
-            warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
-            warnings.filterwarnings("ignore", message="`torch.jit.trace` is deprecated")
+            ignore_jit_warnings()
             warnings.filterwarnings("ignore", message="Encountered NaN", category=UserWarning)
             g, scores, losses, plateau = self._fit_guide(problem)
             w = max(20, len(losses) // 10)
