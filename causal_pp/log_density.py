@@ -11,8 +11,9 @@ log-likelihood of :func:`~causal_pp.inference_data.pointwise_log_likelihood`) re
 (``functools.singledispatch``) for the few families where ``log_prob`` wastes work in a
 vectorised fit: a model's ``Normal(loc, 1.0)`` under plates of rows, particles and units holds its
 scale broadcast to the full shape, and torch then takes the logarithm and the square of every copy.
-The registered forms compute those on the scale's distinct values and are equal to ``log_prob`` up
-to float rounding. A distribution subclass that overrides ``log_prob`` keeps its own. Argument
+The registered forms compute those on the distinct values of the parameters and are equal to
+``log_prob`` up to float rounding, in a shape that broadcasts to ``log_prob``'s (it may lack the
+dimensions the parameters and the value are all expanded along). A distribution subclass that overrides ``log_prob`` keeps its own. Argument
 validation is not repeated here: values come from a guide's support transforms or from data that
 :func:`~causal_pp.inference.validate_data` checked.
 
@@ -81,8 +82,13 @@ def _normal(fn: Normal, value: torch.Tensor) -> torch.Tensor:
     scale, loc = distinct(fn.scale), distinct(fn.loc)
     # value - 0 and t / 1 are exact no-ops, but each is a pass over the full (rows, particles,
     # units) shape, forward and backward: skipped for a standard normal prior or unit noise
-    t = value if _constant(loc, 0.0) else value - fn.loc
+    t = value if _constant(loc, 0.0) else value - loc
     t = t if _constant(scale, 1.0) else t / scale
+    # on the distinct values of the loc too: an observed site whose mean does not read a unit's
+    # latents (data and globals only) is the same for every particle of the importance correction,
+    # and was computed once per particle. The result broadcasts to log_prob's shape; it is not
+    # expanded to it, as a sum over an expanded tensor can round differently from one over the
+    # distinct values
     return -0.5 * t**2 - (scale.log() + _HALF_LOG_2PI)
 
 

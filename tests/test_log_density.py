@@ -54,6 +54,19 @@ def test_a_unit_scale_or_zero_loc_is_skipped_bit_for_bit(loc: float, scale: floa
     assert torch.equal(log_density(d, value), full)
 
 
+def test_a_density_the_same_for_every_particle_is_computed_once() -> None:
+    # an observed site whose mean reads data and globals only, under a plate of 4 particles
+    # (dim -2): the plate expands its loc, but every particle's density is the same numbers
+    torch.manual_seed(0)
+    loc, value = torch.randn(5, 1, 3), torch.randn(5, 1, 3)
+    d = dist.Normal(loc, 2.0).expand([5, 4, 3])
+    lp = log_density(d, value)
+    assert lp.shape == (5, 1, 3)  # not once per particle
+    assert torch.allclose(lp.expand(5, 4, 3), d.log_prob(value), rtol=1e-6, atol=1e-6)
+    full = -0.5 * ((value - d.loc) / 2.0) ** 2 - (math.log(2.0) + 0.5 * math.log(2 * math.pi))
+    assert torch.equal(lp.expand(5, 4, 3), full)  # the same bits as computing every copy
+
+
 def test_a_traced_density_bakes_only_what_the_inputs_cannot_change() -> None:
     # the scale of the first site is a parameter that happens to be 1 when traced, the second
     # site's is the constant 1: only the constant may be skipped in the trace
