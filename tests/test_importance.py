@@ -8,6 +8,7 @@ fallback where the conditional is not Gaussian or a unit has several latents.
 
 from __future__ import annotations
 
+import math
 import warnings
 
 import pytest
@@ -135,3 +136,29 @@ def test_a_non_gaussian_model_tries_the_direct_closed_form_once(monkeypatch) -> 
     assert diagnostics["is_unit_integral"] == "particles"
     assert calls["laplace"] >= 2
     assert calls["direct"] == 1 and calls["found"] == 0
+
+
+@pytest.mark.parametrize("case_name", ["frontdoor_logit", "napkin"])
+def test_the_particles_log_q_is_the_proposals_density(case_name, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    # log q of a particle is taken from its standard-normal noise, without the particle's own
+    # (z - mean) / sd pass: it must be the proposal's density at the particle all the same
+    t, _ = _target(case_name, 60, monkeypatch)
+    gen = torch.Generator().manual_seed(0)
+    z_t = (
+        t.mu_t
+        + 0.5
+        * torch.randn((6, len(t.mu_t)), generator=gen, dtype=t.mu_t.dtype)
+        @ torch.linalg.cholesky(t.S_tt).T
+    )
+    theta, _ = t.constrain(z_t)
+    values, mean, sd = t.chunk_inputs(z_t, theta, 0, 6)
+    pm, ps, _ = t.laplace(values, mean, sd, direct=False)
+    z = {u: pm[u] + ps[u] * t.crn[u] for u in t.unit_latent}
+    with torch.no_grad():
+        unit, prior = t.log_joint(values, z, t.K)
+    for u in t.unit_latent:
+        unit = unit - torch.distributions.Normal(pm[u], ps[u]).log_prob(z[u])
+    expected = prior + (torch.logsumexp(unit, 1) - math.log(t.K)).sum(-1)
+    (got,) = importance_target.log_targets([t], lambda rows, m: t.target, [z_t], [theta])
+    assert t.chunks == [1, 0]  # the particles' path, not the closed form
+    assert torch.allclose(got, expected, rtol=0, atol=1e-9)

@@ -177,6 +177,12 @@ class GlobalsTarget:
             u: torch.randn((1, self.K, self.N), generator=self.gen, dtype=torch.float64, device="cpu").to(dev)
             for u in unit_latent
         }
+        # a particle z = mean + sd * e has log q(z) = -e^2 / 2 - log sd - log sqrt(2 pi): the part
+        # without the sd is the same for every draw of the globals, (1, K, N), summed over latents
+        self.crn_log_q = sum(
+            (-0.5 * e * e - 0.5 * math.log(2 * math.pi) for e in self.crn.values()),
+            torch.zeros((1, self.K, self.N), dtype=torch.float64, device=dev),
+        )
 
     def constrain(self, z_t: torch.Tensor) -> tuple[Latents, torch.Tensor]:
         """Unconstrained draws of the globals -> constrained values and log |Jacobian|."""
@@ -457,15 +463,21 @@ def log_targets(
             for k0 in range(0, len(rest), step):
                 some = rest[k0 : k0 + step]
                 pick = torch.cat([torch.arange(i * m, (i + 1) * m, device=t0.dev) for i in some])
-                crn = {u: torch.cat([ts[rows[i]].crn[u].expand(m, -1, -1) for i in some]) for u in units}
-                pm, ps = {u: prop_mean[u][pick] for u in units}, {u: prop_sd[u][pick] for u in units}
-                z = {u: pm[u] + ps[u] * crn[u] for u in units}
+                S, K, N = len(some), t0.K, t0.N
+                # each data set's draws (S, m, 1, N) against its own particles' noise (S, 1, K, N):
+                # broadcast, not the noise copied out to every draw first
+                crn = {u: torch.stack([ts[rows[i]].crn[u] for i in some]) for u in units}
+                pm = {u: prop_mean[u][pick].view(S, m, 1, N) for u in units}
+                ps = {u: prop_sd[u][pick].view(S, m, 1, N) for u in units}
+                z = {u: (pm[u] + ps[u] * crn[u]).view(S * m, K, N) for u in units}
                 ev.target = programs([keys[rows[i]] for i in some], m)
                 with torch.no_grad():
-                    unit, prior = ev.log_joint({k: v[pick] for k, v in values.items()}, z, t0.K)
-                for u in units:
-                    unit = unit - torch.distributions.Normal(pm[u], ps[u]).log_prob(z[u])
-                total = prior + (torch.logsumexp(unit, dim=1) - math.log(t0.K)).sum(-1)
+                    unit, prior = ev.log_joint({k: v[pick] for k, v in values.items()}, z, K)
+                # minus log q of the particles, from their noise (see ``crn_log_q``)
+                log_q = torch.stack([ts[rows[i]].crn_log_q for i in some])
+                log_q = log_q - sum(ps[u].log() for u in units)
+                unit = unit.view(S, m, K, N) - log_q
+                total = prior + (torch.logsumexp(unit, dim=2) - math.log(K)).sum(-1).view(S * m)
                 for j, i in enumerate(some):
                     out[rows[i]][a:b] = total[j * m : (j + 1) * m]
     return out
