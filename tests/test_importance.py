@@ -162,3 +162,25 @@ def test_the_particles_log_q_is_the_proposals_density(case_name, monkeypatch) ->
     (got,) = importance_target.log_targets([t], lambda rows, m: t.target, [z_t], [theta])
     assert t.chunks == [1, 0]  # the particles' path, not the closed form
     assert torch.allclose(got, expected, rtol=0, atol=1e-9)
+
+
+@pytest.mark.parametrize("case_name", ["frontdoor", "frontdoor_logit"])
+def test_one_probe_finds_no_more_than_all_four(case_name, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    # after the Newton steps the check runs one probe first and stops where it finds every draw
+    # off the quadratic: one probe can pass a draw that the four fail, never the other way round
+    t, _ = _target(case_name, 200, monkeypatch)
+    values, mean0, sd0 = _draws(t, 3)
+    u = t.unit_latent[0]
+    mean, sd, _ = t.laplace(values, mean0, sd0, direct=False)
+    # the expansion at each unit's mode: its Laplace SD is the proposal's, less the widening
+    z, h = mean[u], -((importance_target.UNIT_INFLATION / sd[u]) ** 2)
+    with torch.no_grad():
+        f = t.log_joint(values, {u: z}, 1)[0]
+    one = t.gaussian(values, z, f, None, h, probes=(1.0,))
+    four = t.gaussian(values, z, f, None, h)
+    assert not bool((four.ok & ~one.ok).any())
+    assert torch.equal(one.unit, four.unit) and torch.equal(one.prior, four.prior)
+    if case_name == "frontdoor_logit":  # the logit's units are off the quadratic at the first probe
+        assert not bool(one.ok.any())
+    else:
+        assert bool(four.ok.all())

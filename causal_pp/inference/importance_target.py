@@ -258,17 +258,24 @@ class GlobalsTarget:
         return good
 
     def gaussian(
-        self, glob: Latents, z: torch.Tensor, f: torch.Tensor, g: torch.Tensor | None, h: torch.Tensor
+        self,
+        glob: Latents,
+        z: torch.Tensor,
+        f: torch.Tensor,
+        g: torch.Tensor | None,
+        h: torch.Tensor,
+        probes: tuple[float, ...] = _PROBES,
     ) -> Exact:
         """Each unit's log integral over its one scalar latent in closed form, ``(m, 1, N)``, the
         globals' log prior ``(m,)``, from the expansion (log joint ``f``, gradient ``g``, curvature
         ``h < 0``) at ``z``, and per draw whether the log joint is that quadratic in every unit
         (see :data:`GAUSSIAN_TOL`; where it is not, the integral is not used). ``g=None``: ``z`` is
-        the quadratic's maximum (a zero gradient, without its passes over the probes)."""
+        the quadratic's maximum (a zero gradient, without its passes over the probes).
+        ``probes``: a subset of :data:`_PROBES` tells only where the log joint is *not* quadratic."""
         sd = torch.rsqrt(-h)
-        c = torch.tensor(_PROBES, dtype=z.dtype, device=z.device).view(1, -1, 1)
+        c = torch.tensor(probes, dtype=z.dtype, device=z.device).view(1, -1, 1)
         with torch.no_grad():
-            probe, prior = self.log_joint(glob, {self.unit_latent[0]: z + c * sd}, len(_PROBES))
+            probe, prior = self.log_joint(glob, {self.unit_latent[0]: z + c * sd}, len(probes))
         # the quadratic at z + c sd is f + c g sd - c^2 / 2 (h sd^2 = -1): few passes over the probes
         off = probe - f
         if g is not None:
@@ -355,7 +362,11 @@ class GlobalsTarget:
             # a unit without curvature here has no closed form: a stand-in keeps the probes
             # finite, and its draw is marked as not holding
             h = torch.where(active, best_h[u], -1.0)
-            exact = self.gaussian(glob, best_z[u], best_f, best_g[u], h)
+            # one probe first: where it finds every draw off the quadratic already (a model whose
+            # units take particles: this pass came every chunk), the other three cannot change that
+            exact = self.gaussian(glob, best_z[u], best_f, best_g[u], h, probes=(1.0,))
+            if bool(exact.ok.any()):
+                exact = self.gaussian(glob, best_z[u], best_f, best_g[u], h)
             exact = Exact(exact.unit, exact.prior, exact.ok & active.flatten(1).all(1))
         out_mean, out_sd = {}, {}
         for u in units:
