@@ -13,9 +13,9 @@ vectorised fit: a model's ``Normal(loc, 1.0)`` under plates of rows, particles a
 scale broadcast to the full shape, and torch then takes the logarithm and the square of every copy.
 The registered forms compute those on the distinct values of the parameters and are equal to
 ``log_prob`` up to float rounding, in a shape that broadcasts to ``log_prob``'s (it may lack the
-dimensions the parameters and the value are all expanded along). A distribution subclass that overrides ``log_prob`` keeps its own. Argument
-validation is not repeated here: values come from a guide's support transforms or from data that
-:func:`~causal_pp.inference.validate_data` checked.
+dimensions the parameters and the value are all expanded along). A distribution subclass that
+overrides ``log_prob`` keeps its own. Argument validation is not repeated here: values come from a
+guide's support transforms or from data that :func:`~causal_pp.inference.validate_data` checked.
 
 Examples
 --------
