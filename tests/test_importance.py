@@ -44,8 +44,8 @@ def _target(
     return t, post.diagnostics
 
 
-def _draws(t: importance_target.GlobalsTarget, draws: int):  # type: ignore[no-untyped-def]
-    """``draws`` draws of the globals near the guide's mean, and the guide's conditional of each unit."""
+def _globals(t: importance_target.GlobalsTarget, draws: int):  # type: ignore[no-untyped-def]
+    """``draws`` draws of the globals near the guide's mean: unconstrained, and constrained."""
     gen = torch.Generator().manual_seed(0)
     z_t = (
         t.mu_t
@@ -53,7 +53,12 @@ def _draws(t: importance_target.GlobalsTarget, draws: int):  # type: ignore[no-u
         * torch.randn((draws, len(t.mu_t)), generator=gen, dtype=t.mu_t.dtype)
         @ torch.linalg.cholesky(t.S_tt).T
     )
-    theta, _ = t.constrain(z_t)
+    return z_t, t.constrain(z_t)[0]
+
+
+def _draws(t: importance_target.GlobalsTarget, draws: int):  # type: ignore[no-untyped-def]
+    """``draws`` draws of the globals near the guide's mean, and the guide's conditional of each unit."""
+    z_t, theta = _globals(t, draws)
     return t.chunk_inputs(z_t, theta, 0, draws)
 
 
@@ -143,14 +148,7 @@ def test_the_particles_log_q_is_the_proposals_density(case_name, monkeypatch) ->
     # log q of a particle is taken from its standard-normal noise, without the particle's own
     # (z - mean) / sd pass: it must be the proposal's density at the particle all the same
     t, _ = _target(case_name, 60, monkeypatch)
-    gen = torch.Generator().manual_seed(0)
-    z_t = (
-        t.mu_t
-        + 0.5
-        * torch.randn((6, len(t.mu_t)), generator=gen, dtype=t.mu_t.dtype)
-        @ torch.linalg.cholesky(t.S_tt).T
-    )
-    theta, _ = t.constrain(z_t)
+    z_t, theta = _globals(t, 6)
     values, mean, sd = t.chunk_inputs(z_t, theta, 0, 6)
     pm, ps, _ = t.laplace(values, mean, sd, direct=False)
     z = {u: pm[u] + ps[u] * t.crn[u] for u in t.unit_latent}
