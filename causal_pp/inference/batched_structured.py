@@ -201,7 +201,8 @@ class BatchedStructuredGuide(RowGuide):
             e_read = F.pad(e_g, (0, 1))[..., reads]  # (num, rows, d, k)
             e_u = e_z.reshape(*e_z.shape[:2], *dep.shape[1:3])
             # the noise first: the result then has the units innermost in memory (the other order
-            # put the draws innermost, and every elementwise pass over it ran ~4x slower); same bits
+            # put the draws innermost, and every elementwise pass over it ran several times slower);
+            # the same bits
             reg = torch.einsum("nrdk,rudk->nrud", e_read, dep)
             if d > 1:  # one latent per unit: its own triangle is empty
                 reg = reg + torch.einsum("rude,nrue->nrud", unit_tril * lower_u, e_u)
