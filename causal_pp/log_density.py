@@ -44,6 +44,8 @@ import torch
 from pyro.distributions.util import scale_and_mask, sum_rightmost
 from torch.distributions import Distribution, Independent, Normal
 
+from .runtime import ignore_jit_warnings
+
 __all__ = ["distinct", "log_density", "site_log_density"]
 
 _HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
@@ -79,16 +81,15 @@ def log_density(fn: Distribution, value: torch.Tensor) -> torch.Tensor:
 def _normal(fn: Normal, value: torch.Tensor) -> torch.Tensor:
     if type(fn).log_prob is not Normal.log_prob:  # a subclass with a density of its own
         return fn.log_prob(value)
+    # the loc's distinct values too: an observed site whose mean does not read a unit's latents
+    # (data and globals only) is the same for every particle of the importance correction, and was
+    # computed once per particle. The result broadcasts to log_prob's shape; it is not expanded to
+    # it, as a sum over an expanded tensor can round differently from one over the distinct values
     scale, loc = distinct(fn.scale), distinct(fn.loc)
     # value - 0 and t / 1 are exact no-ops, but each is a pass over the full (rows, particles,
     # units) shape, forward and backward: skipped for a standard normal prior or unit noise
     t = value if _constant(loc, 0.0) else value - loc
     t = t if _constant(scale, 1.0) else t / scale
-    # on the distinct values of the loc too: an observed site whose mean does not read a unit's
-    # latents (data and globals only) is the same for every particle of the importance correction,
-    # and was computed once per particle. The result broadcasts to log_prob's shape; it is not
-    # expanded to it, as a sum over an expanded tensor can round differently from one over the
-    # distinct values
     return -0.5 * t**2 - (scale.log() + _HALF_LOG_2PI)
 
 
@@ -105,7 +106,7 @@ def _constant(t: torch.Tensor, number: float) -> bool:
         return False
     if torch.jit.is_tracing():
         with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
+            ignore_jit_warnings()
             return bool(t == number)
     return t.device.type == "cpu" and bool(t == number)
 
