@@ -1,13 +1,14 @@
 """The importance correction's per-unit integrals (causal_pp.inference.importance_target).
 
 Where a model's one per-unit latent has a Gaussian conditional, each unit's integral is done in
-closed form from its Laplace expansion, straight from the guide's conditional mean (the same
-integral as after the Newton steps); elsewhere by particles. Checked against quadrature, and the
-fallback where the conditional is not Gaussian or a unit has several latents.
+closed form from its Laplace expansion, first from five points about the guide's conditional
+mean (the same integral as after the Newton steps); elsewhere by particles. Checked against
+quadrature, and the fallback where the conditional is not Gaussian or a unit has several latents.
 """
 
 from __future__ import annotations
 
+import copy
 import math
 import warnings
 
@@ -104,7 +105,7 @@ def test_several_latents_per_unit_take_particles(monkeypatch) -> None:  # type: 
 
 @pytest.mark.parametrize("case_name", ["frontdoor", "backdoor"])
 def test_the_direct_closed_form_is_the_one_after_newton_steps(case_name, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    # straight from the guide's conditional mean (one curvature, one probe pass) or after the
+    # from five points about the guide's conditional mean (two program runs) or after the
     # Newton steps to each unit's mode: a quadratic log joint has one expansion, up to float32
     t, _ = _target(case_name, 200, monkeypatch)
     values, mean0, sd0 = _draws(t, 3)
@@ -119,11 +120,46 @@ def test_the_direct_closed_form_is_the_one_after_newton_steps(case_name, monkeyp
     assert torch.allclose(sd[u], sd_n[u], rtol=1e-5, atol=0)
 
 
+@pytest.mark.parametrize("case_name", ["frontdoor", "backdoor", "bow"])
+def test_the_stencils_float32_differences_are_as_exact_as_the_log_joint(case_name, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    # the stencil's gradient, curvature and check are float32 differences of float32 log joints:
+    # against the closed form of the same program run in float64 (Newton steps), each unit's
+    # integral must be off by no more than a few float32 roundings of its log joint
+    t, _ = _target(case_name, 200, monkeypatch)
+    values, mean, sd = _draws(t, 20)
+    u = t.unit_latent[0]
+    found = t.stencil_gaussian(values, mean[u], sd[u])
+    assert found is not None
+    wide = copy.copy(t)
+    wide.dtype = torch.float64  # the program follows its inputs' dtype
+    _, _, reference = wide.laplace({k: v.double() for k, v in values.items()}, mean, sd, direct=False)
+    assert reference is not None and bool(reference.ok.all())
+    rounding = 8 * torch.finfo(torch.float32).eps * (1.0 + reference.unit.abs())
+    assert bool(((found[2].unit - reference.unit).abs() <= rounding).all())
+
+
+def test_a_stencil_off_the_mode_leaves_it_to_the_newton_steps(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    # the guide's conditional mean moved 4 of its SDs off: the stencil's points (+-5 SDs about it)
+    # no longer hold each unit's mode +-2 Laplace SDs, so it declines, and the Newton steps from
+    # there reach the same closed form as the stencil from the guide's own conditional
+    t, _ = _target("frontdoor", 200, monkeypatch)
+    values, mean, sd = _draws(t, 3)
+    u = t.unit_latent[0]
+    assert t.stencil_gaussian(values, mean[u], sd[u]) is not None
+    far = {u: mean[u] + 4 * sd[u]}
+    assert t.stencil_gaussian(values, far[u], sd[u]) is None
+    _, _, exact = t.laplace(values, mean, sd)
+    _, _, exact_far = t.laplace(values, far, sd)
+    assert exact is not None and exact_far is not None and bool(exact_far.ok.all())
+    assert torch.allclose(exact.unit, exact_far.unit, rtol=0, atol=1e-5)
+
+
 def test_a_non_gaussian_model_tries_the_direct_closed_form_once(monkeypatch) -> None:  # type: ignore[no-untyped-def]
     # the logit's conditional is not quadratic: the direct try fails on the first chunk of draws,
     # whose units then take particles, and no later chunk tries again
     calls = {"direct": 0, "laplace": 0, "found": 0}
-    direct, laplace = importance_target.GlobalsTarget.direct_gaussian, importance_target.GlobalsTarget.laplace
+    target = importance_target.GlobalsTarget
+    direct, laplace = target.stencil_gaussian, target.laplace
 
     def spy_direct(self, *args):  # type: ignore[no-untyped-def]
         found = direct(self, *args)
@@ -135,8 +171,8 @@ def test_a_non_gaussian_model_tries_the_direct_closed_form_once(monkeypatch) -> 
         calls["laplace"] += 1
         return laplace(self, *args, **kwargs)
 
-    monkeypatch.setattr(importance_target.GlobalsTarget, "direct_gaussian", spy_direct)
-    monkeypatch.setattr(importance_target.GlobalsTarget, "laplace", spy_laplace)
+    monkeypatch.setattr(target, "stencil_gaussian", spy_direct)
+    monkeypatch.setattr(target, "laplace", spy_laplace)
     _, diagnostics = _target("frontdoor_logit", 200, monkeypatch)
     assert diagnostics["is_unit_integral"] == "particles"
     assert calls["laplace"] >= 2

@@ -15,15 +15,15 @@ with 128; see ``test_svi_with_importance_correction_matches_the_exact_posterior`
 Where the model has one scalar latent per unit and its log joint is quadratic in it (a Gaussian
 conditional, as in linear-Gaussian models), the one-unit integral is done in closed form from the
 Laplace expansion instead (:data:`GAUSSIAN_TOL`): exact there, with no particles and no Monte
-Carlo error. The log joint is checked at 1 and 2 Laplace SDs either side of every unit's mode
-for every draw; a chunk of draws where any unit deviates from the quadratic uses the particles.
-The diagnostics say which (``is_unit_integral``).
+Carlo error. The log joint is checked at points either side of every unit's mode for every draw;
+a chunk of draws where any unit deviates from the quadratic uses the particles. The diagnostics
+say which (``is_unit_integral``).
 
-The closed form is tried first from the expansion at the guide's conditional mean
-(:meth:`GlobalsTarget.direct_gaussian`): where the log joint is quadratic, one Newton step from
-there is the mode and the expansion is the same quadratic there, so the probes about that mode
-decide at once, for one curvature pass and one probe pass (the Newton steps cost a curvature pass
-each). Where they find no quadratic, the Newton steps follow; once a data set's units have taken
+The closed form is tried first without derivatives (:meth:`GlobalsTarget.stencil_gaussian`): the
+log joint at five points about the guide's conditional mean, three fixing the quadratic by
+central differences and two checking it, in two program runs. Where it finds no quadratic (or
+the mode lies too far out for its points to cover), the Newton steps follow, and the probes at 1
+and 2 Laplace SDs either side of the mode they reach; once a data set's units have taken
 particles, its later chunks of draws go straight to the Newton steps.
 
 :mod:`.importance` draws the globals, weighs them by this target and resamples.
@@ -69,9 +69,16 @@ UNIT_NEWTON_STEPS = 3
 conditional mode, for every draw of the globals."""
 GAUSSIAN_TOL = 1e-4
 """Importance correction: a unit's integral is done in closed form where its log joint differs from
-its quadratic (Laplace) expansion by at most this many nats at +-1 and +-2 Laplace SDs (float32
-rounding is ~1e-6 there; a departure this small moves a unit's log integral by about as much)."""
+its quadratic (Laplace) expansion by at most this many nats at +-1 and +-2 Laplace SDs, or its
+third differences on :data:`_STENCIL` are at most this (float32 rounding is ~1e-6 there, ~1e-5 in
+a third difference; a departure this small moves a unit's log integral by about as much)."""
 _PROBES = (-2.0, -1.0, 1.0, 2.0)
+_STENCIL = (2.5, 5.0)
+"""The closed form's first try (:meth:`GlobalsTarget.stencil_gaussian`) evaluates each unit's log
+joint at its guide conditional's mean and at +-2.5 and +-5 of its SDs: wide enough that the mode
++-2 Laplace SDs lies inside on the built-in Gaussian cases (a draw of the globals away from the
+guide's mean moves the mode up to ~1 Laplace SD off the conditional mean, and the Laplace SD is up
+to ~1.35 times the guide's there)."""
 
 Latents = dict[str, torch.Tensor]
 
@@ -200,7 +207,9 @@ class GlobalsTarget:
             theta[name] = x
         return theta, log_jac
 
-    def log_joint(self, glob: Latents, z: Latents, particles: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def log_joint(
+        self, glob: Latents, z: Latents, particles: int, widen: bool = True
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """For one chunk of m draws of the globals and ``particles`` values of each unit's latents
         (unconstrained): per-unit log p(unit's data, unit's latents | globals) + Jacobians,
         shape (m, particles, N), and the log prior of the globals, shape (m,)."""
@@ -227,7 +236,7 @@ class GlobalsTarget:
                 unit.add_(lp)
             else:
                 prior = prior + lp[:, 0].reshape(m, -1).double().sum(-1)
-        return unit.double(), prior
+        return (unit.double() if widen else unit), prior
 
     def _curvature(self, glob: Latents, z: Latents) -> tuple[torch.Tensor, Latents, Latents]:
         """Per-unit log joint, its gradient and diagonal Hessian in each unit's latents."""
@@ -285,27 +294,44 @@ class GlobalsTarget:
         # log of the integral of exp(f + g t + h t^2 / 2) over t
         return Exact(f + 0.5 * torch.log(2 * math.pi / -h), prior, ok)
 
-    def direct_gaussian(
-        self,
-        glob: Latents,
-        z: torch.Tensor,
-        f: torch.Tensor,
-        g: torch.Tensor,
-        h: torch.Tensor,
-        active: torch.Tensor,
+    def stencil_gaussian(
+        self, glob: Latents, z: torch.Tensor, s: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor, Exact] | None:
-        """The units' integrals in closed form straight from the expansion at ``z`` (log joint
-        ``f``, gradient ``g``, curvature ``h``, each ``(m, 1, N)``; ``active``: where it is concave):
-        each unit's mode ``z - g / h``, its Laplace SD ``(-h)^(-1/2)`` and :class:`Exact` -- or None
-        unless every unit of every draw is concave at ``z`` and its log joint that quadratic at +-1
-        and +-2 SDs about the mode (:data:`GAUSSIAN_TOL`). Where the log joint is quadratic, this
-        is :meth:`gaussian` at the mode without the Newton steps to it."""
-        if not bool(active.all()):
-            return None
-        mode = z - g / h
-        # the quadratic's maximum, at the mode
-        exact = self.gaussian(glob, mode, f - 0.5 * g * g / h, None, h)
-        return (mode, torch.rsqrt(-h), exact) if bool(exact.ok.all()) else None
+        """The units' integrals in closed form from the log joint at five points about the guide's
+        conditional (mean ``z``, SD ``s``, each ``(m, 1, N)``): ``z + c s`` for ``c`` in
+        :data:`_STENCIL`. The middle three fix each unit's quadratic (gradient and curvature by
+        central differences), the outer two must lie on it (third differences, within
+        :data:`GAUSSIAN_TOL`). Returns each unit's mode, its Laplace SD and :class:`Exact` -- or
+        None unless, for every unit of every draw, the quadratic is concave, its mode +-2 Laplace
+        SDs lies inside the stencil (the points checked cover where the unit's mass is) and the
+        outer points are on it. Three and two points of one program run each, not one curvature
+        pass (forward and two backward) and a pass over four probes; the middle three alone
+        decide where the mode is too far out (see :meth:`laplace`)."""
+        u, z0, s0 = self.unit_latent[0], z[:, 0].to(self.dtype), s[:, 0].to(self.dtype)
+        d = _STENCIL[0] * s0
+        with torch.no_grad():
+            f, prior = self.log_joint(glob, {u: torch.stack([z0 - d, z0, z0 + d], 1)}, 3, widen=False)
+            fm, f0, fp = f.unbind(1)
+            # in float32, as the log joint is (and as differences first: neighbouring values are
+            # close, so their differences are exact, and each formula below rounds once or twice)
+            a, b = f0 - fm, fp - f0
+            g = (a + b) / (2 * d)
+            h = (b - a) / (d * d)
+            sd = torch.rsqrt(-h)  # NaN where h >= 0, which fails the comparison below
+            mode = z0 - g / h
+            if not bool(((mode - z0).abs() + 2 * sd <= _STENCIL[1] * s0).all()):
+                return None
+            D = _STENCIL[1] * s0
+            fo, _ = self.log_joint(glob, {u: torch.stack([z0 - D, z0 + D], 1)}, 2, widen=False)
+            fm2, fp2 = fo.unbind(1)
+            # third differences: zero for a quadratic; NaN or inf (a non-finite log joint) fails
+            off = torch.maximum(((fp2 - fp) - 2 * b + a).abs(), ((fm2 - fm) + 2 * a - b).abs())
+            if not bool((off <= GAUSSIAN_TOL).all()):
+                return None
+        unit = f0.double() - 0.5 * g.double() ** 2 / h.double() + 0.5 * torch.log(2 * math.pi / -h.double())
+        ok = torch.ones(f.shape[0], dtype=torch.bool, device=f.device)
+        mode, sd = mode.double(), sd.double()
+        return mode.unsqueeze(1), sd.unsqueeze(1), Exact(unit.unsqueeze(1), prior, ok)
 
     def laplace(
         self, glob: Latents, mean: Latents, sd: Latents, rows: int = 1, direct: bool = True
@@ -318,19 +344,19 @@ class GlobalsTarget:
 
         ``rows``: the draws are that many data sets' chunks one after another (see
         :func:`log_targets`); each stops its Newton steps by its own draws, as it would alone.
-        ``direct``: try :meth:`direct_gaussian` first (one scalar latent per unit)."""
+        ``direct``: try :meth:`stencil_gaussian` first (one scalar latent per unit)."""
         units = self.unit_latent
         if not units:
             return mean, sd, None
         try:
+            if direct and len(units) == 1:
+                (u,) = units
+                found = self.stencil_gaussian(glob, mean[u], sd[u])
+                if found is not None:
+                    return {u: found[0]}, {u: UNIT_INFLATION * found[1]}, found[2]
             best_z = {u: mean[u].clone() for u in units}
             best_f, best_g, best_h = self._curvature(glob, best_z)
             active = self._concave(best_f, best_h)
-            if direct and len(units) == 1:
-                (u,) = units
-                found = self.direct_gaussian(glob, best_z[u], best_f, best_g[u], best_h[u], active)
-                if found is not None:
-                    return {u: found[0]}, {u: UNIT_INFLATION * found[1]}, found[2]
             damp = torch.ones_like(best_f)
             for _ in range(UNIT_NEWTON_STEPS):
                 # a data set stops where none of its units would move by more than 1/1000 of its
