@@ -182,7 +182,8 @@ def test_a_non_gaussian_model_tries_the_direct_closed_form_once(monkeypatch) -> 
 @pytest.mark.parametrize("case_name", ["frontdoor_logit", "napkin"])
 def test_the_particles_log_q_is_the_proposals_density(case_name, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     # log q of a particle is taken from its standard-normal noise, without the particle's own
-    # (z - mean) / sd pass: it must be the proposal's density at the particle all the same
+    # (z - mean) / sd pass: it must be the proposal's density at the particle all the same (the
+    # expected value here in float64)
     t, _ = _target(case_name, 60, monkeypatch)
     z_t, theta = _globals(t, 6)
     values, mean, sd = t.chunk_inputs(z_t, theta, 0, 6)
@@ -195,7 +196,9 @@ def test_the_particles_log_q_is_the_proposals_density(case_name, monkeypatch) ->
     expected = prior + (torch.logsumexp(unit, 1) - math.log(t.K)).sum(-1)
     (got,) = importance_target.log_targets([t], lambda rows, m: t.target, [z_t], [theta])
     assert t.chunks == [1, 0]  # the particles' path, not the closed form
-    assert torch.allclose(got, expected, rtol=0, atol=1e-9)
+    # the path works in float32 up to each unit's log mean: a few roundings of each particle's terms
+    rounding = (8 * torch.finfo(torch.float32).eps * (1.0 + unit.abs()).amax(1)).sum(-1)
+    assert bool(((got - expected).abs() <= rounding).all())
 
 
 @pytest.mark.parametrize("case_name", ["frontdoor", "frontdoor_logit"])

@@ -180,16 +180,19 @@ class GlobalsTarget:
         # common random numbers: the same standard-normal draws for every proposal, so the
         # simulated likelihood is a smooth function of the globals and its error largely cancels
         # in the self-normalised weights
-        self.crn = {
+        noise = {
             u: torch.randn((1, self.K, self.N), generator=self.gen, dtype=torch.float64, device="cpu").to(dev)
             for u in unit_latent
         }
+        # in the program's dtype, as the particles and their log joints are: a unit's simulated
+        # likelihood has a Monte Carlo error far above float32's rounding
+        self.crn = {u: e.to(self.dtype) for u, e in noise.items()}
         # a particle z = mean + sd * e has log q(z) = -e^2 / 2 - log sd - log sqrt(2 pi): the part
         # without the sd is the same for every draw of the globals, (1, K, N), summed over latents
         self.crn_log_q = sum(
-            (-0.5 * e * e - 0.5 * math.log(2 * math.pi) for e in self.crn.values()),
+            (-0.5 * e * e - 0.5 * math.log(2 * math.pi) for e in noise.values()),
             torch.zeros((1, self.K, self.N), dtype=torch.float64, device=dev),
-        )
+        ).to(self.dtype)
 
     def constrain(self, z_t: torch.Tensor) -> tuple[Latents, torch.Tensor]:
         """Unconstrained draws of the globals -> constrained values and log |Jacobian|."""
@@ -503,18 +506,18 @@ def log_targets(
                 S, K, N = len(some), t0.K, t0.N
                 # each data set's draws (S, m, 1, N) against its own particles' noise (S, 1, K, N):
                 # broadcast, not the noise copied out to every draw first
+                # in the program's dtype up to each unit's log mean (see ``crn``)
                 crn = {u: torch.stack([ts[rows[i]].crn[u] for i in some]) for u in units}
-                pm = {u: prop_mean[u][pick].view(S, m, 1, N) for u in units}
-                ps = {u: prop_sd[u][pick].view(S, m, 1, N) for u in units}
+                pm = {u: prop_mean[u][pick].to(t0.dtype).view(S, m, 1, N) for u in units}
+                ps = {u: prop_sd[u][pick].to(t0.dtype).view(S, m, 1, N) for u in units}
                 z = {u: (pm[u] + ps[u] * crn[u]).view(S * m, K, N) for u in units}
                 ev.target = programs([keys[rows[i]] for i in some], m)
                 with torch.no_grad():
-                    unit, prior = ev.log_joint({k: v[pick] for k, v in values.items()}, z, K)
-                # minus log q of the particles, from their noise (see ``crn_log_q``)
-                log_q = torch.stack([ts[rows[i]].crn_log_q for i in some])
-                log_q = log_q - sum(ps[u].log() for u in units)
-                unit = unit.view(S, m, K, N) - log_q
-                total = prior + (torch.logsumexp(unit, dim=2) - math.log(K)).sum(-1).view(S * m)
+                    unit, prior = ev.log_joint({k: v[pick] for k, v in values.items()}, z, K, widen=False)
+                # minus log q of the particles, from their noise (see ``crn_log_q``), in place
+                unit = unit.view(S, m, K, N).sub_(torch.stack([ts[rows[i]].crn_log_q for i in some]))
+                unit.add_(sum(ps[u].log() for u in units))
+                total = prior + (torch.logsumexp(unit, dim=2).double() - math.log(K)).sum(-1).view(S * m)
                 for j, i in enumerate(some):
                     out[rows[i]][a:b] = total[j * m : (j + 1) * m]
     return out
