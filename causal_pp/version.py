@@ -14,5 +14,7 @@ __version__ = "0.2.0"
 #: 6: the importance correction's Newton steps accept a step within float32 rounding (fewer steps;
 #: the per-unit proposals, and so the weights, move). 7: SVI's starts run with 2 ELBO particles
 #: per step (``SVI.restart_particles``; was the main run's 8). 8: the correction's particles take
-#: their log proposal density from their noise (the log weights move in the 13th digit).
-RESULTS_REVISION = 8
+#: their log proposal density from their noise (the log weights move in the 13th digit). 9: a
+#: Gaussian unit's closed form from a float32 stencil, and the particles in float32 (the log
+#: weights move at float32 rounding).
+RESULTS_REVISION = 9
