@@ -301,15 +301,15 @@ class GlobalsTarget:
         self, glob: Latents, z: torch.Tensor, s: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor, Exact] | None:
         """The units' integrals in closed form from the log joint at five points about the guide's
-        conditional (mean ``z``, SD ``s``, each ``(m, 1, N)``): ``z + c s`` for ``c`` in
+        conditional (mean ``z``, SD ``s``, each ``(m, 1, N)``): ``z`` and ``z +- c s`` for ``c`` in
         :data:`_STENCIL`. The middle three fix each unit's quadratic (gradient and curvature by
         central differences), the outer two must lie on it (third differences, within
         :data:`GAUSSIAN_TOL`). Returns each unit's mode, its Laplace SD and :class:`Exact` -- or
         None unless, for every unit of every draw, the quadratic is concave, its mode +-2 Laplace
         SDs lies inside the stencil (the points checked cover where the unit's mass is) and the
-        outer points are on it. Three and two points of one program run each, not one curvature
-        pass (forward and two backward) and a pass over four probes; the middle three alone
-        decide where the mode is too far out (see :meth:`laplace`)."""
+        outer points are on it. Two program runs without gradients (the middle three, then the
+        outer two, only where the first allows), where the expansion at ``z`` took a forward and
+        two backward passes and its check a run over four probes."""
         u, z0, s0 = self.unit_latent[0], z[:, 0].to(self.dtype), s[:, 0].to(self.dtype)
         d = _STENCIL[0] * s0
         with torch.no_grad():
@@ -342,8 +342,9 @@ class GlobalsTarget:
         """Per-unit proposals N(mode, -1/h) for one chunk of draws of the globals, starting
         from the guide's conditional (mean, sd), each (m, 1, N). Units where the log joint is
         not finite or not concave at the start keep the guide's conditional. Third: the units'
-        integrals in closed form (:meth:`gaussian`; per draw, whether they hold), or None where
-        they cannot be (several latents per unit).
+        integrals in closed form (:meth:`stencil_gaussian`, or :meth:`gaussian` after the Newton
+        steps; per draw, whether they hold), or None where they cannot be (several latents per
+        unit).
 
         ``rows``: the draws are that many data sets' chunks one after another (see
         :func:`log_targets`); each stops its Newton steps by its own draws, as it would alone.
@@ -505,8 +506,8 @@ def log_targets(
                 pick = torch.cat([torch.arange(i * m, (i + 1) * m, device=t0.dev) for i in some])
                 S, K, N = len(some), t0.K, t0.N
                 # each data set's draws (S, m, 1, N) against its own particles' noise (S, 1, K, N):
-                # broadcast, not the noise copied out to every draw first
-                # in the program's dtype up to each unit's log mean (see ``crn``)
+                # broadcast, not the noise copied out to every draw first; in the program's dtype
+                # up to each unit's log mean (see ``crn``)
                 crn = {u: torch.stack([ts[rows[i]].crn[u] for i in some]) for u in units}
                 pm = {u: prop_mean[u][pick].to(t0.dtype).view(S, m, 1, N) for u in units}
                 ps = {u: prop_sd[u][pick].to(t0.dtype).view(S, m, 1, N) for u in units}
