@@ -1,7 +1,7 @@
 """The importance correction's per-unit integrals (causal_pp.inference.importance_target).
 
 Where a model's one per-unit latent has a Gaussian conditional, each unit's integral is done in
-closed form from its Laplace expansion, first from five points about the guide's conditional
+closed form from its Laplace expansion, first from three points about the guide's conditional
 mean (the same integral as after the Newton steps); elsewhere by particles. Checked against
 quadrature, and the fallback where the conditional is not Gaussian or a unit has several latents.
 """
@@ -105,7 +105,7 @@ def test_several_latents_per_unit_take_particles(monkeypatch) -> None:  # type: 
 
 @pytest.mark.parametrize("case_name", ["frontdoor", "backdoor"])
 def test_the_direct_closed_form_is_the_one_after_newton_steps(case_name, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    # from five points about the guide's conditional mean (two program runs) or after the
+    # from three points about the guide's conditional mean (two program runs) or after the
     # Newton steps to each unit's mode: a quadratic log joint has one expansion, up to float32
     t, _ = _target(case_name, 200, monkeypatch)
     values, mean0, sd0 = _draws(t, 3)
@@ -138,20 +138,18 @@ def test_the_stencils_float32_differences_are_as_exact_as_the_log_joint(case_nam
     assert bool(((found[2].unit - reference.unit).abs() <= rounding).all())
 
 
-def test_a_stencil_off_the_mode_leaves_it_to_the_newton_steps(monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    # the guide's conditional mean moved 4 of its SDs off: the stencil's points (+-5 SDs about it)
-    # no longer hold each unit's mode +-2 Laplace SDs, so it declines, and the Newton steps from
-    # there reach the same closed form as the stencil from the guide's own conditional
+def test_a_stencil_off_the_mode_finds_the_same_closed_form(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    # the guide's conditional mean moved 4 of its SDs off: the three points fix the same quadratic
+    # (a quadratic has one fit, wherever the points are), and the probes about its mode pass
     t, _ = _target("frontdoor", 200, monkeypatch)
     values, mean, sd = _draws(t, 3)
     u = t.unit_latent[0]
-    assert t.stencil_gaussian(values, mean[u], sd[u]) is not None
-    far = {u: mean[u] + 4 * sd[u]}
-    assert t.stencil_gaussian(values, far[u], sd[u]) is None
-    _, _, exact = t.laplace(values, mean, sd)
-    _, _, exact_far = t.laplace(values, far, sd)
-    assert exact is not None and exact_far is not None and bool(exact_far.ok.all())
-    assert torch.allclose(exact.unit, exact_far.unit, rtol=0, atol=1e-5)
+    near = t.stencil_gaussian(values, mean[u], sd[u])
+    far = t.stencil_gaussian(values, mean[u] + 4 * sd[u], sd[u])
+    assert near is not None and far is not None
+    rounding = 16 * torch.finfo(torch.float32).eps * (1.0 + near[2].unit.abs())
+    assert bool(((far[2].unit - near[2].unit).abs() <= rounding).all())
+    assert torch.allclose(far[0], near[0], rtol=0, atol=1e-4 * float(near[1].min()))
 
 
 def test_a_non_gaussian_model_tries_the_direct_closed_form_once(monkeypatch) -> None:  # type: ignore[no-untyped-def]

@@ -20,11 +20,11 @@ a chunk of draws where any unit deviates from the quadratic uses the particles. 
 say which (``is_unit_integral``).
 
 The closed form is tried first without derivatives (:meth:`GlobalsTarget.stencil_gaussian`): the
-log joint at five points about the guide's conditional mean, three fixing the quadratic by
-central differences and two checking it, in two program runs. Where it finds no quadratic (or
-the mode lies too far out for its points to cover), the Newton steps follow, and the probes at 1
-and 2 Laplace SDs either side of the mode they reach; once a data set's units have taken
-particles, its later chunks of draws go straight to the Newton steps.
+log joint at three points about the guide's conditional mean fixes the quadratic by central
+differences, and two probes at 2 Laplace SDs either side of its mode check it, in two program
+runs. Where they find no quadratic, the Newton steps follow, and the probes at 1 and 2 Laplace SDs
+either side of the mode they reach; once a data set's units have taken particles, its later
+chunks of draws go straight to the Newton steps.
 
 :mod:`.importance` draws the globals, weighs them by this target and resamples.
 """
@@ -69,16 +69,15 @@ UNIT_NEWTON_STEPS = 3
 conditional mode, for every draw of the globals."""
 GAUSSIAN_TOL = 1e-4
 """Importance correction: a unit's integral is done in closed form where its log joint differs from
-its quadratic (Laplace) expansion by at most this many nats at +-1 and +-2 Laplace SDs, or its
-third differences on :data:`_STENCIL` are at most this (float32 rounding is ~1e-6 there, ~1e-5 in
-a third difference; a departure this small moves a unit's log integral by about as much)."""
+its quadratic (Laplace) expansion by at most this many nats at +-1 and +-2 Laplace SDs about its
+mode (float32 rounding is ~1e-6 to ~1e-5 there; a departure this small moves a unit's log
+integral by about as much)."""
 _PROBES = (-2.0, -1.0, 1.0, 2.0)
-_STENCIL = (2.5, 5.0)
-"""The closed form's first try (:meth:`GlobalsTarget.stencil_gaussian`) evaluates each unit's log
-joint at its guide conditional's mean and at +-2.5 and +-5 of its SDs: wide enough that the mode
-+-2 Laplace SDs lies inside on the built-in Gaussian cases (a draw of the globals away from the
-guide's mean moves the mode up to ~1 Laplace SD off the conditional mean, and the Laplace SD is up
-to ~1.35 times the guide's there)."""
+_STENCIL = 2.5
+"""The closed form's first try (:meth:`GlobalsTarget.stencil_gaussian`) fits each unit's quadratic
+through its log joint at the guide conditional's mean and +-2.5 of its SDs: wide enough that the
+float32 rounding of the log joint is small against the differences (the curvature is a second
+difference over the spacing squared), and a quadratic has the same fit at any spacing."""
 
 Latents = dict[str, torch.Tensor]
 
@@ -300,18 +299,16 @@ class GlobalsTarget:
     def stencil_gaussian(
         self, glob: Latents, z: torch.Tensor, s: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor, Exact] | None:
-        """The units' integrals in closed form from the log joint at five points about the guide's
-        conditional (mean ``z``, SD ``s``, each ``(m, 1, N)``): ``z`` and ``z +- c s`` for ``c`` in
-        :data:`_STENCIL`. The middle three fix each unit's quadratic (gradient and curvature by
-        central differences), the outer two must lie on it (third differences, within
-        :data:`GAUSSIAN_TOL`). Returns each unit's mode, its Laplace SD and :class:`Exact` -- or
-        None unless, for every unit of every draw, the quadratic is concave, its mode +-2 Laplace
-        SDs lies inside the stencil (the points checked cover where the unit's mass is) and the
-        outer points are on it. Two program runs without gradients (the middle three, then the
-        outer two, only where the first allows), where the expansion at ``z`` took a forward and
-        two backward passes and its check a run over four probes."""
+        """The units' integrals in closed form from the log joint at three points about the guide's
+        conditional (mean ``z``, SD ``s``, each ``(m, 1, N)``): ``z`` and ``z +- c s``, ``c`` =
+        :data:`_STENCIL`. They fix each unit's quadratic by central differences (gradient,
+        curvature, so its mode and Laplace SD); the log joint at +-2 Laplace SDs about that mode must
+        lie on it (:data:`GAUSSIAN_TOL`). Returns each unit's mode, its Laplace SD and
+        :class:`Exact` -- or None unless, for every unit of every draw, the quadratic is concave and
+        both probes are on it. Two program runs without gradients, where the expansion at ``z``
+        took a forward and two backward passes and its check a run over four probes."""
         u, z0, s0 = self.unit_latent[0], z[:, 0].to(self.dtype), s[:, 0].to(self.dtype)
-        d = _STENCIL[0] * s0
+        d = _STENCIL * s0
         with torch.no_grad():
             f, prior = self.log_joint(glob, {u: torch.stack([z0 - d, z0, z0 + d], 1)}, 3, widen=False)
             fm, f0, fp = f.unbind(1)
@@ -320,21 +317,20 @@ class GlobalsTarget:
             a, b = f0 - fm, fp - f0
             g = (a + b) / (2 * d)
             h = (b - a) / (d * d)
-            sd = torch.rsqrt(-h)  # NaN where h >= 0, which fails the comparison below
-            mode = z0 - g / h
-            if not bool(((mode - z0).abs() + 2 * sd <= _STENCIL[1] * s0).all()):
+            if not bool((h < 0).all()):  # False for NaN too
                 return None
-            D = _STENCIL[1] * s0
-            fo, _ = self.log_joint(glob, {u: torch.stack([z0 - D, z0 + D], 1)}, 2, widen=False)
-            fm2, fp2 = fo.unbind(1)
-            # third differences: zero for a quadratic; NaN or inf (a non-finite log joint) fails
-            off = torch.maximum(((fp2 - fp) - 2 * b + a).abs(), ((fm2 - fm) + 2 * a - b).abs())
-            if not bool((off <= GAUSSIAN_TOL).all()):
+            sd = torch.rsqrt(-h)
+            mode, top = z0 - g / h, f0 - 0.5 * g * g / h
+            probes = torch.stack([mode - 2 * sd, mode + 2 * sd], 1)
+            fo, _ = self.log_joint(glob, {u: probes}, 2, widen=False)
+            # the quadratic is top - c^2 / 2 at c Laplace SDs from the mode; NaN or inf fails
+            if not bool(((fo - (top - 2.0).unsqueeze(1)).abs() <= GAUSSIAN_TOL).all()):
                 return None
-        unit = f0.double() - 0.5 * g.double() ** 2 / h.double() + 0.5 * torch.log(2 * math.pi / -h.double())
+        # the log integral in float64 from the float32 differences: no rounding at its magnitude
+        g, h = g.double(), h.double()
+        unit = f0.double() - 0.5 * g * g / h + 0.5 * torch.log(2 * math.pi / -h)
         ok = torch.ones(f.shape[0], dtype=torch.bool, device=f.device)
-        mode, sd = mode.double(), sd.double()
-        return mode.unsqueeze(1), sd.unsqueeze(1), Exact(unit.unsqueeze(1), prior, ok)
+        return mode.double().unsqueeze(1), sd.double().unsqueeze(1), Exact(unit.unsqueeze(1), prior, ok)
 
     def laplace(
         self, glob: Latents, mean: Latents, sd: Latents, rows: int = 1, direct: bool = True
