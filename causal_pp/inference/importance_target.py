@@ -70,8 +70,8 @@ conditional mode, for every draw of the globals."""
 GAUSSIAN_TOL = 1e-4
 """Importance correction: a unit's integral is done in closed form where its log joint differs from
 its quadratic (Laplace) expansion by at most this many nats at +-1 and +-2 Laplace SDs about its
-mode (float32 rounding is ~1e-6 to ~1e-5 there; a departure this small moves a unit's log
-integral by about as much)."""
+mode (+-2 only after the stencil's three points; float32 rounding is ~1e-6 to ~1e-5 there, and a
+departure this small moves a unit's log integral by about as much)."""
 _PROBES = (-2.0, -1.0, 1.0, 2.0)
 _STENCIL = 2.5
 """The closed form's first try (:meth:`GlobalsTarget.stencil_gaussian`) fits each unit's quadratic
@@ -283,14 +283,16 @@ class GlobalsTarget:
         (see :data:`GAUSSIAN_TOL`; where it is not, the integral is not used). ``g=None``: ``z`` is
         the quadratic's maximum (a zero gradient, without its passes over the probes).
         ``probes``: a subset of :data:`_PROBES` tells only where the log joint is *not* quadratic."""
-        sd = torch.rsqrt(-h)
-        c = torch.tensor(probes, dtype=z.dtype, device=z.device).view(1, -1, 1)
+        sd, dt = torch.rsqrt(-h), self.dtype
+        c = torch.tensor(probes, dtype=dt, device=z.device).view(1, -1, 1)
         with torch.no_grad():
-            probe, prior = self.log_joint(glob, {self.unit_latent[0]: z + c * sd}, len(probes))
-        # the quadratic at z + c sd is f + c g sd - c^2 / 2 (h sd^2 = -1): few passes over the probes
-        off = probe - f
+            at = z.to(dt) + c * sd.to(dt)
+            probe, prior = self.log_joint(glob, {self.unit_latent[0]: at}, len(probes), widen=False)
+        # the quadratic at z + c sd is f + c g sd - c^2 / 2 (h sd^2 = -1): few passes over the
+        # probes, in the program's dtype as the log joint is (a check, not a term of the integral)
+        off = probe - f.to(dt)
         if g is not None:
-            off.sub_(c * (g * sd))
+            off.sub_(c * (g * sd).to(dt))
             f = f - 0.5 * g * g / h
         ok = (off.add_(0.5 * c * c).abs_() <= GAUSSIAN_TOL).flatten(1).all(1)
         # log of the integral of exp(f + g t + h t^2 / 2) over t
@@ -303,14 +305,14 @@ class GlobalsTarget:
         conditional (mean ``z``, SD ``s``, each ``(m, 1, N)``): ``z`` and ``z +- c s``, ``c`` =
         :data:`_STENCIL`. They fix each unit's quadratic by central differences (gradient,
         curvature, so its mode and Laplace SD); the log joint at +-2 Laplace SDs about that mode must
-        lie on it (:data:`GAUSSIAN_TOL`). Returns each unit's mode, its Laplace SD and
+        lie on it (:meth:`gaussian` with two probes). Returns each unit's mode, its Laplace SD and
         :class:`Exact` -- or None unless, for every unit of every draw, the quadratic is concave and
         both probes are on it. Two program runs without gradients, where the expansion at ``z``
         took a forward and two backward passes and its check a run over four probes."""
         u, z0, s0 = self.unit_latent[0], z[:, 0].to(self.dtype), s[:, 0].to(self.dtype)
         d = _STENCIL * s0
         with torch.no_grad():
-            f, prior = self.log_joint(glob, {u: torch.stack([z0 - d, z0, z0 + d], 1)}, 3, widen=False)
+            f, _ = self.log_joint(glob, {u: torch.stack([z0 - d, z0, z0 + d], 1)}, 3, widen=False)
             fm, f0, fp = f.unbind(1)
             # in float32, as the log joint is (and as differences first: neighbouring values are
             # close, so their differences are exact, and each formula below rounds once or twice)
@@ -319,18 +321,21 @@ class GlobalsTarget:
             h = (b - a) / (d * d)
             if not bool((h < 0).all()):  # False for NaN too
                 return None
-            sd = torch.rsqrt(-h)
-            mode, top = z0 - g / h, f0 - 0.5 * g * g / h
-            probes = torch.stack([mode - 2 * sd, mode + 2 * sd], 1)
-            fo, _ = self.log_joint(glob, {u: probes}, 2, widen=False)
-            # the quadratic is top - c^2 / 2 at c Laplace SDs from the mode; NaN or inf fails
-            if not bool(((fo - (top - 2.0).unsqueeze(1)).abs() <= GAUSSIAN_TOL).all()):
-                return None
-        # the log integral in float64 from the float32 differences: no rounding at its magnitude
+        # the quadratic's maximum and curvature in float64 from the float32 differences (no
+        # rounding at the log joint's magnitude), checked at +-2 Laplace SDs about its mode
         g, h = g.double(), h.double()
-        unit = f0.double() - 0.5 * g * g / h + 0.5 * torch.log(2 * math.pi / -h)
-        ok = torch.ones(f.shape[0], dtype=torch.bool, device=f.device)
-        return mode.double().unsqueeze(1), sd.double().unsqueeze(1), Exact(unit.unsqueeze(1), prior, ok)
+        mode = z[:, 0] - g / h
+        exact = self.gaussian(
+            glob,
+            mode.unsqueeze(1),
+            (f0.double() - 0.5 * g * g / h).unsqueeze(1),
+            None,
+            h.unsqueeze(1),
+            probes=(-2.0, 2.0),
+        )
+        if not bool(exact.ok.all()):
+            return None
+        return mode.unsqueeze(1), torch.rsqrt(-h).unsqueeze(1), exact
 
     def laplace(
         self, glob: Latents, mean: Latents, sd: Latents, rows: int = 1, direct: bool = True
