@@ -110,7 +110,7 @@ def canonical_json(value: Any) -> str:
 
 
 def _version() -> str:
-    """The code a cell's numbers come from: the version and its results revision (``0.2.0+r9``)."""
+    """The code a cell's numbers come from: the version and its results revision (``0.2.0+r10``)."""
     # read at call time: a test (or a plugin) that bumps the revision re-keys what follows
     return f"{library_version.__version__}+r{library_version.RESULTS_REVISION}"
 
@@ -148,7 +148,7 @@ class Settings:
         The torch device the cell runs on.
     version
         The code the cell's numbers come from; ``None``: causal_pp's version and its results
-        revision (``causal_pp.version.RESULTS_REVISION``), e.g. ``"0.2.0+r9"``.
+        revision (``causal_pp.version.RESULTS_REVISION``), e.g. ``"0.2.0+r10"``.
     extra
         Anything else that changes a cell (e.g. a truth-sampling setting), as plain data.
 
