@@ -18,7 +18,7 @@ executor's workers take one (case, N) batch each, from every case at once, the c
     python benchmarks/paper_reproduction.py                       # the full protocol
     python benchmarks/paper_reproduction.py --sizes 50,200 --replicates 3   # a reduced run
     python benchmarks/paper_reproduction.py --batch-size 1        # every cell fitted on its own
-    python benchmarks/paper_reproduction.py --guide structured    # another SVI guide
+    python benchmarks/paper_reproduction.py --guide lowrank_mvn   # another SVI guide (default: structured)
     python benchmarks/paper_reproduction.py --jobs 1                            # one process
     python benchmarks/paper_reproduction.py --executor ray --jobs 8             # a local Ray
     python benchmarks/paper_reproduction.py --readme README.md   # also quote the table in the README
@@ -26,8 +26,9 @@ executor's workers take one (case, N) batch each, from every case at once, the c
 A finished run is read back, not refitted: rerunning the same command only re-renders the table,
 report and plot (and the README quote).
 
-Published mean AEs are those of the paper's final result files at every N they report
-(shared/notes/paper-case-studies.md, "correct latent model"; their N = 300 columns are left out).
+Published mean AEs (``PUBLISHED`` below) are those of the paper's final result files at every N
+they report, correct latent model (the authors' repository srtaheri/LVMwithDoCalculus, transcribed
+in the project's shared notes; their N = 300 columns are left out).
 """
 
 from __future__ import annotations

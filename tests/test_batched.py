@@ -15,7 +15,14 @@ import numpy as np
 import pytest
 import torch
 
-from causal_pp import ATE, ArgumentTypeError, DataError, InferenceError, InvalidArgumentError
+from causal_pp import (
+    ATE,
+    ArgumentTypeError,
+    DataError,
+    InferenceError,
+    InvalidArgumentError,
+    NonFiniteDataError,
+)
 from causal_pp.cases import get_case
 from causal_pp.inference import fit_many
 
@@ -129,27 +136,61 @@ def test_where_the_batch_cannot_apply_each_data_set_is_fitted_alone_and_says_so(
 
 
 @pytest.mark.parametrize(
-    ("datasets", "kwargs", "error"),
+    ("datasets", "kwargs", "error", "match"),
     [
-        ([], {}, ArgumentTypeError),
-        ("not data", {}, ArgumentTypeError),
-        (None, {}, ArgumentTypeError),
-        ("two sizes", {}, DataError),
-        ("ok", {"seeds": [1]}, InvalidArgumentError),
-        ("ok", {"errors": "ignore"}, InvalidArgumentError),
-        ("ok", {"lr": -1.0}, InvalidArgumentError),
-        ("ok", {"seed": -3}, InvalidArgumentError),
-        ("ok", {"warmup_steps": 10}, InvalidArgumentError),
+        ([], {}, InvalidArgumentError, "datasets is empty"),
+        ("not data", {}, ArgumentTypeError, "got str"),
+        (None, {}, ArgumentTypeError, "got NoneType"),
+        ("two sizes", {}, DataError, r"datasets\[0\] has 10 rows but datasets\[1\] has 12"),
+        ("nan in the second", {}, NonFiniteDataError, r"^datasets\[1\]: column 'Y'"),
+        ("ok", {"seeds": [1]}, InvalidArgumentError, "2 data sets, 1 seeds"),
+        ("ok", {"seeds": [1, 2.5]}, ArgumentTypeError, r"seeds\[1\]"),
+        ("ok", {"seeds": {1, 2}}, ArgumentTypeError, "got set"),
+        ("ok", {"errors": "ignore"}, InvalidArgumentError, "errors"),
+        ("ok", {"lr": -1.0}, InvalidArgumentError, "lr"),
+        ("ok", {"seed": -3}, InvalidArgumentError, "seed"),
+        ("ok", {"warmup_steps": 10}, InvalidArgumentError, "warmup_steps"),
     ],
-    ids=["empty", "string", "none", "two-sizes", "seeds-length", "errors", "lr", "seed", "nuts-option"],
+    ids=[
+        "empty",
+        "string",
+        "none",
+        "two-sizes",
+        "nan-in-one",
+        "seeds-length",
+        "seeds-float",
+        "seeds-set",
+        "errors",
+        "lr",
+        "seed",
+        "nuts-option",
+    ],
 )
-def test_bad_arguments_are_refused_before_any_work(datasets, kwargs, error) -> None:  # type: ignore[no-untyped-def]
+def test_bad_arguments_are_refused_before_any_work(datasets, kwargs, error, match) -> None:  # type: ignore[no-untyped-def]
     if datasets == "two sizes":
         datasets = [FRONTDOOR.simulate(10, seed=0), FRONTDOOR.simulate(12, seed=1)]
+    elif datasets == "nan in the second":
+        datasets = [FRONTDOOR.simulate(10, seed=0), FRONTDOOR.simulate(10, seed=1).assign(Y=np.nan)]
     elif datasets == "ok":
         datasets = [FRONTDOOR.simulate(10, seed=0), FRONTDOOR.simulate(10, seed=1)]
-    with pytest.raises(error):
+    with pytest.raises(error, match=match):
         fit_many(FRONTDOOR.model, datasets, progress_bar=False, **kwargs)
+
+
+@pytest.mark.filterwarnings("ignore:causal_pp. SVI fits of data sets")
+def test_seeds_may_be_an_array() -> None:
+    data = [FRONTDOOR.simulate(40, seed=s) for s in range(2)]
+    runs = [
+        fit_many(
+            FRONTDOOR.model, data, seeds=seeds, num_steps=20, restarts=1, importance=False, progress_bar=False
+        )
+        for seeds in ([5, 9], np.array([5, 9]), torch.tensor([5, 9]))
+    ]
+    for run in runs[1:]:
+        assert all(
+            torch.equal(a.samples["theta_XM"], b.samples["theta_XM"])
+            for a, b in zip(runs[0], run, strict=True)
+        )
 
 
 def test_fit_with_batched_svi_is_a_batch_of_one() -> None:

@@ -41,7 +41,7 @@ from pyro import poutine
 from tqdm.auto import tqdm
 
 from .. import validation as check
-from ..errors import ArgumentTypeError, DataError, InferenceError, InvalidArgumentError, warn
+from ..errors import ArgumentTypeError, CausalPPError, DataError, InferenceError, InvalidArgumentError, warn
 from ..model import CausalModel
 from ..posterior import CausalPosterior
 from ..runtime import (
@@ -64,6 +64,7 @@ from .svi import SVI, restart_phase, restart_score
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
 
+    from ..graph import CausalGraph
     from ..program import ProgramStructure
 
 __all__ = ["BATCH_WARNING", "batch_fallback_reason", "fallback_reason", "fit_many", "fit_one"]
@@ -94,27 +95,48 @@ def _checked(
         raise ArgumentTypeError(
             f"fit_many() needs a CausalModel; got {type(model).__name__}. Use @causal_model(graph)."
         )
-    if isinstance(datasets, (Mapping, str, bytes)) or not isinstance(datasets, Sequence) or not datasets:
+    if isinstance(datasets, (Mapping, str, bytes)) or not isinstance(datasets, Sequence):
         raise ArgumentTypeError(
             "datasets must be a non-empty list of data sets (DataFrames or dicts of columns); "
             f"got {type(datasets).__name__}."
         )
+    if not datasets:
+        raise InvalidArgumentError("datasets is empty; give fit_many() at least one data set.")
     check.choice("errors", errors, ("raise", "return"))
     check.seed(seed)
     check.threads(threads)
-    data = [validate_data(d, model.graph) for d in datasets]
-    lengths = sorted({int(next(iter(d.values())).shape[0]) for d in data})
-    if len(lengths) > 1:
+    data = [_one_dataset(i, d, model.graph) for i, d in enumerate(datasets)]
+    sizes = [int(next(iter(d.values())).shape[0]) for d in data]
+    odd = next((i for i, size in enumerate(sizes) if size != sizes[0]), None)
+    if odd is not None:
         raise DataError(
-            f"fit_many() fits data sets of one size as one batch; got sizes {lengths}. Fit each size separately."
+            f"fit_many() fits data sets of one size as one batch; datasets[0] has {sizes[0]} rows "
+            f"but datasets[{odd}] has {sizes[odd]} (sizes in order: {sizes}). Fit each size separately."
         )
     if seeds is None:
-        seeds = child_seeds(seed, len(data))
-    elif isinstance(seeds, (str, bytes)) or not isinstance(seeds, Sequence) or len(seeds) != len(data):
-        raise InvalidArgumentError(
-            f"seeds must be a list of {len(data)} seeds, one per data set; got {seeds!r}."
+        return data, child_seeds(seed, len(data)), sizes[0]
+    if isinstance(seeds, (np.ndarray, torch.Tensor)) and seeds.ndim == 1:
+        seeds = seeds.tolist()  # an array of seeds, as np.arange or torch.arange give them
+    if isinstance(seeds, (str, bytes)) or not isinstance(seeds, Sequence):
+        raise ArgumentTypeError(
+            "seeds must be a list, tuple, range or 1-d array of integers, one per data set; "
+            f"got {type(seeds).__name__}."
         )
-    return data, [check.seed(s, "seeds[i]") for s in seeds], lengths[0]
+    if len(seeds) != len(data):
+        raise InvalidArgumentError(
+            f"seeds must hold one seed per data set: {len(data)} data sets, {len(seeds)} seeds."
+        )
+    return data, [check.seed(s, f"seeds[{i}]") for i, s in enumerate(seeds)], sizes[0]
+
+
+def _one_dataset(i: int, data: Any, graph: CausalGraph) -> dict[str, torch.Tensor]:
+    """``validate_data`` for ``datasets[i]``; its error, if any, says which data set is at fault."""
+    try:
+        return validate_data(data, graph)
+    except CausalPPError as err:
+        if err.args and isinstance(err.args[0], str):
+            err.args = (f"datasets[{i}]: {err.args[0]}", *err.args[1:])
+        raise
 
 
 def _start_phase(
@@ -198,8 +220,8 @@ def fit_many(
     restarts, adaptive steps, annealing, the importance correction, diagnostics -- decided per data
     set, in one batch (see the module docstring). Where the batch cannot apply (NUTS; a guide
     without a batched form: ``"mvn"``, ``"normal"``, a callable; enumerated discrete latents)
-    every data set is fitted on its own, and each posterior's ``diagnostics["batched"]`` says so
-    with the reason.
+    every data set is fitted on its own: each posterior's ``diagnostics["batched"]`` is False and
+    ``diagnostics["batch_fallback"]`` gives the reason.
 
     Parameters
     ----------
