@@ -19,7 +19,8 @@ module                 concept
 ``handlers``           the messengers (``do``, dependency tracking, shared noise, twin worlds)
 ``inference``          :func:`fit`: data validation, NUTS, SVI, importance correction
 ``posterior``          :class:`CausalPosterior`, :class:`Estimate`
-``inference_data``     ArviZ ``InferenceData`` (groups, pointwise log-likelihood, R-hat/ESS)
+``inference_data``     ArviZ ``InferenceData`` (groups, R-hat/ESS)
+``unit_likelihood``    each unit's marginal log-likelihood (latents integrated out) for LOO
 ``io``                 save/load of posteriors, pickling of models
 ``compare``            :func:`compare`: LOO across DAGs beside each DAG's identification verdict
 ``y0_query``           y0 DSL probabilities (``P(Y @ X)``) as queries

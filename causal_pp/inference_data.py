@@ -28,12 +28,10 @@ same unit's latent, which only that unit's data informs, so PSIS-LOO's importanc
 unstable (Pareto k above 0.7 for most units) and the comparison rewards DAGs with more latent
 freedom; (2) causal estimates simulate fresh units, so the marginal is the predictive that the
 estimate relies on; (3) SVI's per-unit latents are the guide's draws, which do not pair with
-the importance-corrected globals. The integral is estimated by importance sampling with
-``particles`` draws of the unit's latents from their conditional prior given the observed
-values (the same random numbers for every draw of theta and every model, seeded): the prefix
-of a topological order is an ancestral set, so the running product of the observed sites'
-densities averaged over particles is unbiased for ``p(v_{<=k,i} | theta)``; its log is biased
-low by about ``var / (2 * particles)``, the same direction for every model compared.
+the importance-corrected globals. The integral is estimated by importance sampling, the
+proposal adapted to each unit and draw (seeded, so the same random numbers for every
+conversion): :mod:`causal_pp.unit_likelihood` has the estimator and why its proposal cannot
+be the prior alone.
 
 Convergence diagnostics (:func:`rhat_ess`) are ArviZ's: rank-normalised split R-hat, bulk and
 tail effective sample size (Vehtari et al. 2021).
@@ -41,20 +39,16 @@ tail effective sample size (Vehtari et al. 2021).
 
 from __future__ import annotations
 
-import math
 import warnings
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pyro
 import torch
-from pyro import poutine
 
 from . import validation as check
-from .handlers import UNITS
-from .log_density import site_log_density
-from .runtime import on_device, seeded
+from .errors import warn
+from .unit_likelihood import LOG_LIKELIHOOD_PARTICLES, pointwise_log_likelihood
 from .version import __version__
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -72,13 +66,8 @@ __all__ = [
     "rhat_ess",
 ]
 
-LOG_LIKELIHOOD_PARTICLES = 64
-"""Default importance-sampling particles per unit for the marginal pointwise log-likelihood."""
-LOG_LIKELIHOOD_SEED_OFFSET = 7919
-"""The log-likelihood's particles are seeded with the fit's seed plus this (fixed, so repeated
-conversions agree and models fitted with the same seed share their random numbers)."""
-MAX_ELEMENTS = 2**22
-"""The log-likelihood is computed in chunks of draws holding about this many values per site."""
+LOW_LOG_LIKELIHOOD_ESS = 5.0
+"""Fewer effective particles than this for some unit (median over draws) get a warning."""
 
 
 # --- diagnostics ------------------------------------------------------------------------------
@@ -149,102 +138,6 @@ def pareto_k(log_weights: Any) -> float:
         warnings.simplefilter("ignore")  # ArviZ warns on large k; the caller reports it
         _, k = az.psislw(lw - lw.max())
     return float(k)
-
-
-# --- the pointwise log-likelihood -------------------------------------------------------------
-
-
-def _site_log_prob(site: dict[str, Any], m: int, k: int, n: int, P: int) -> torch.Tensor:
-    """One observed site's log density per (draw, particle, unit), other plates summed out (its
-    ``poutine.scale`` and ``poutine.mask`` applied, as in the fit)."""
-    lp = site_log_density(site).double()
-    lp = lp.expand(torch.broadcast_shapes(lp.shape, (m, k, *([1] * P))))
-    frames = [f for f in site["cond_indep_stack"] if f.name == UNITS]
-    dim = lp.dim() + frames[0].dim if frames else lp.dim() - 1
-    lp = lp.movedim(dim, 2)
-    return lp.reshape(m, k, lp.shape[2], -1).sum(-1).expand(m, k, n)
-
-
-def pointwise_log_likelihood(
-    post: CausalPosterior,
-    draws: Mapping[str, torch.Tensor] | None = None,
-    *,
-    particles: int = LOG_LIKELIHOOD_PARTICLES,
-    seed: int | None = None,
-) -> dict[str, np.ndarray]:
-    """Per observed site, ``log p(v_i | v_{<i}, theta)`` with the unit's latents integrated out.
-
-    See the module docstring for the definition and why it integrates the latents out.
-
-    Parameters
-    ----------
-    post
-        The fitted posterior (its model, data and structure).
-    draws
-        Draws of the global parameters, each ``(S, *shape)`` (default: all of ``post``'s).
-    particles
-        Importance-sampling draws of each unit's latents per draw of the globals.
-    seed
-        Seed of the particles (default: the fit's seed plus a fixed offset).
-
-    Returns
-    -------
-    dict
-        Observed site -> array ``(S, n)``, in the DAG's topological order; the sites of a unit
-        sum to its marginal log-likelihood.
-
-    Examples
-    --------
-    >>> import pyro, pyro.distributions as dist, torch
-    >>> from causal_pp import CausalGraph, CausalPosterior, causal_model, units
-    >>> @causal_model(CausalGraph.parse("X"))
-    ... def m(n):
-    ...     mu = pyro.sample("mu", dist.Normal(0.0, 1.0))
-    ...     with units(n):
-    ...         pyro.sample("X", dist.Normal(mu, 1.0))
-    >>> post = CausalPosterior(model=m, samples={"mu": torch.zeros(2)}, data={"X": torch.zeros(3)},
-    ...                        diagnostics={}, method="given", seed=0)
-    >>> ll = pointwise_log_likelihood(post)
-    >>> ll["X"].shape, round(float(ll["X"][0, 0]), 4)  # log N(0 | 0, 1)
-    ((2, 3), -0.9189)
-    """
-    particles = check.positive_int("particles", particles)
-    draws = dict(post.samples if draws is None else draws)
-    s, g = post.structure, post.graph
-    P = s.max_plate_nesting
-    n = int(next(iter(post.data.values())).shape[0])
-    S = int(next(iter(draws.values())).shape[0]) if draws else 1
-    order = [v for v in g.topological_order if v in post.data]
-    dev = post.device
-    data = {k: v.to(dev) for k, v in post.data.items()}
-    m_max = max(1, MAX_ELEMENTS // (particles * n * max(1, len(s.unit_sites))))
-    out = {v: np.empty((S, n)) for v in order}
-    seed = post.seed + LOG_LIKELIHOOD_SEED_OFFSET if seed is None else check.seed(seed)
-    for a in range(0, S, m_max):
-        m = min(m_max, S - a)
-        cond: dict[str, torch.Tensor] = dict(data)
-        for k, v in draws.items():
-            info = s.sites[k]
-            cond[k] = v[a : a + m].reshape(m, 1, *([1] * (P - info.batch_ndim)), *info.shape).to(dev)
-        # the same particles for every chunk of draws (and every model with this seed)
-        with (
-            seeded(seed, dev),
-            on_device(dev),
-            torch.no_grad(),
-            pyro.validation_enabled(False),
-            pyro.plate("_ll_draws", m, dim=-(P + 2)),
-            pyro.plate("_ll_particles", particles, dim=-(P + 1)),
-            poutine.condition(data=cond),
-        ):
-            tr = poutine.trace(post.model.fn).get_trace(n, *post.model_args, **post.model_kwargs)
-        running = torch.zeros(m, particles, n, dtype=torch.float64, device=dev)
-        previous = torch.zeros(m, n, dtype=torch.float64, device=dev)
-        for v in order:
-            running = running + _site_log_prob(tr.nodes[v], m, particles, n, P)
-            current = torch.logsumexp(running, dim=1) - math.log(particles)
-            out[v][a : a + m] = (current - previous).cpu().numpy()
-            previous = current
-    return out
 
 
 # --- building the groups ----------------------------------------------------------------------
@@ -409,11 +302,21 @@ def posterior_to_inference_data(
         groups["sample_stats"] = stats
     if mode is not False and post.data:
         draws = {k: _take(v, index) for k, v in post.samples.items()}
-        ll = pointwise_log_likelihood(post, draws, particles=particles, seed=seed)
+        ll, ess = pointwise_log_likelihood(post, draws, particles=particles, seed=seed, return_ess=True)
         if mode == "joint":
             ll = {"joint": sum(ll.values())}  # type: ignore[dict-item]
+        # the unit whose particles did worst, in a typical draw: few effective particles there
+        # make its log-likelihood noisy and low, and PSIS-LOO's ranking with it
+        worst = float(np.median(ess, axis=0).min())
+        if worst < LOW_LOG_LIKELIHOOD_ESS:
+            warn(
+                f"causal_pp: the pointwise log-likelihood of some unit rests on {worst:.1f} effective "
+                f"particles of {particles} (median over draws); raise particles= in to_arviz()/compare() "
+                "for a log-likelihood LOO can rely on."
+            )
+        ll_attrs = {**attrs, "log_likelihood_particles": particles, "log_likelihood_min_ess": worst}
         groups["log_likelihood"] = _dataset(
-            {k: _by_chain(v, c) for k, v in ll.items()}, {k: ["unit"] for k in ll}, attrs
+            {k: _by_chain(v, c) for k, v in ll.items()}, {k: ["unit"] for k in ll}, ll_attrs
         )
     if post.data:
         obs = {k: v.cpu().numpy() for k, v in post.data.items()}

@@ -180,6 +180,45 @@ def test_log_likelihood_integrates_the_latents_out_exactly() -> None:
     assert list(ll) == ["X", "Y"]
 
 
+def test_a_unit_in_the_tail_gets_its_log_likelihood_at_the_default_particles() -> None:
+    """A unit 4 SDs out: prior particles rarely reach its latent, adapted ones do. Over 8 seeds,
+    each unit's mean error is within 4 standard errors (from the spread over seeds) of the
+    closed form, allowing the log's known low bias (half the variance)."""
+    x = torch.tensor([0.0, 8.0, -0.5])
+    y = torch.tensor([0.5, 14.0, -1.0])
+    mu, a = torch.tensor([0.3, -0.2]), torch.tensor([0.8, 1.5])
+    post = CausalPosterior(
+        model=confounded,
+        samples={"mu": mu, "a": a},
+        data={"X": x, "Y": y},
+        diagnostics={},
+        method="given",
+        seed=0,
+    )
+    var_x = a[:, None] ** 2 + 1.0
+    mean_u, var_u = a[:, None] * (x - mu[:, None]) / var_x, 1.0 / var_x
+    exact = torch.distributions.Normal(mu[:, None], var_x.sqrt()).log_prob(x) + torch.distributions.Normal(
+        x + 2.0 * mean_u, (4.0 * var_u + 0.25).sqrt()
+    ).log_prob(y)
+
+    def errors(**kwargs: int) -> np.ndarray:
+        runs = [pointwise_log_likelihood(post, seed=seed, **kwargs) for seed in range(8)]
+        return np.stack([ll["X"] + ll["Y"] - exact.numpy() for ll in runs])
+
+    def within(err: np.ndarray) -> np.ndarray:
+        sd = err.std(0, ddof=1)
+        return np.abs(err.mean(0)) <= 4.0 * sd / np.sqrt(len(err)) + sd**2 / 2
+
+    def tail_as_good(err: np.ndarray) -> np.ndarray:  # the tail unit's spread against the others'
+        sd = err.std(0, ddof=1)
+        return sd[:, 1] <= 3.0 * sd[:, [0, 2]].max(1)
+
+    adapted = errors()
+    assert within(adapted).all() and tail_as_good(adapted).all()
+    prior_only = errors(adapt=0)  # 64 prior particles: the tail unit nats too low, and noisy
+    assert not tail_as_good(prior_only).any() and (prior_only[:, :, 1].mean(0) < -1.0).all()
+
+
 def test_log_likelihood_is_reproducible_and_seeded() -> None:
     post = svi_fit()
     a = post.to_arviz().log_likelihood["Y"].values

@@ -1,0 +1,332 @@
+"""Each unit's marginal log-likelihood, its latents integrated out by adaptive importance sampling.
+
+For unit ``i`` and a draw of the global parameters theta, :func:`pointwise_log_likelihood`
+estimates ``log p(v_i | v_{<i}, theta)`` for every observed site ``v`` (the DAG's topological
+order), the unit's latents integrated over; the sites of a unit sum to ``log p(unit | theta)``
+(why ArviZ's ``log_likelihood`` group holds this: :mod:`causal_pp.inference_data`).
+
+The integral is an importance-sampling average over ``particles`` draws of the unit's latents.
+A first round draws them from their prior given the unit's observed values. That proposal is
+poor for a unit whose observations sit in the tail: the few prior draws near its latents'
+posterior carry all the weight, and the estimate is biased low and noisy (on the front-door
+case at N = 200 one unit's log-likelihood came out 6 nats low with 64 prior particles, and the
+summed elpd 22 nats low). So :data:`ADAPT_ROUNDS` further rounds each draw from a Gaussian per
+unit and draw, fitted to the previous round's weighted particles in the latents' unconstrained
+space (widened by :data:`WIDEN`), mixed with the prior (a share :data:`DEFENSIVE` of the
+particles). The last round gives the estimate. Every round's estimator is unbiased for
+``p(v_{<=k,i} | theta)`` at every prefix ``k`` (a deterministic mixture of the two proposals,
+each particle weighed by the mixture's density), and the prior's share bounds each weight by
+``p(v_{<=k,i} | latents, theta) / DEFENSIVE``, so a poor fit of the Gaussian costs efficiency,
+never correctness. The log of the average is biased low by about ``var / (2 * particles)``,
+which adaptation makes small. Models with discrete per-unit latents keep the prior's
+particles (no Gaussian form); :func:`unit_log_likelihood_ess` says how well the particles did.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pyro
+import torch
+from pyro import poutine
+from pyro.distributions.util import sum_rightmost
+from torch.distributions import biject_to
+
+from . import validation as check
+from .handlers import UNITS
+from .log_density import site_log_density
+from .runtime import on_device, seeded
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .posterior import CausalPosterior
+
+__all__ = [
+    "ADAPT_ROUNDS",
+    "DEFENSIVE",
+    "LOG_LIKELIHOOD_PARTICLES",
+    "LOG_LIKELIHOOD_SEED_OFFSET",
+    "WIDEN",
+    "pointwise_log_likelihood",
+]
+
+LOG_LIKELIHOOD_PARTICLES = 64
+"""Default importance-sampling particles per unit (and round) for the pointwise log-likelihood."""
+LOG_LIKELIHOOD_SEED_OFFSET = 7919
+"""The log-likelihood's particles are seeded with the fit's seed plus this (fixed, so repeated
+conversions agree and models fitted with the same seed share their random numbers)."""
+MAX_ELEMENTS = 2**22
+"""The log-likelihood is computed in chunks of draws holding about this many values per site."""
+ADAPT_ROUNDS = 2
+"""Rounds of adapted proposals after the prior's round."""
+DEFENSIVE = 0.25
+"""Share of an adapted round's particles drawn from the prior."""
+WIDEN = 1.5
+"""The adapted Gaussian's SD, as a multiple of the weighted particles' SD: heavier than the
+target, as an importance proposal should be."""
+
+
+def _site_log_prob(site: dict[str, Any], m: int, k: int, n: int, P: int) -> torch.Tensor:
+    """One site's log density per (draw, particle, unit), other plates summed out (its
+    ``poutine.scale`` and ``poutine.mask`` applied, as in the fit)."""
+    lp = site_log_density(site).double()
+    return _per_unit(lp, site, m, k, n, P).sum(-1)
+
+
+def _per_unit(
+    x: torch.Tensor, site: dict[str, Any], m: int, k: int, n: int, P: int, event: int = 0
+) -> torch.Tensor:
+    """``x`` (the site's batch shape, then ``event`` dims) as ``(m, k, n, rest)``: the unit first."""
+    x = x.expand(torch.broadcast_shapes(x.shape, (m, k, *([1] * (P + event)))))
+    frames = [f for f in site["cond_indep_stack"] if f.name == UNITS]
+    dim = x.dim() - event + frames[0].dim if frames else x.dim() - event - 1
+    x = x.movedim(dim, 2)
+    return x.reshape(m, k, x.shape[2], -1).expand(m, k, n, -1)
+
+
+class _Latent:
+    """One per-unit latent site of a round's trace, in the unconstrained space of its support."""
+
+    def __init__(self, site: dict[str, Any], m: int, k: int, n: int, P: int) -> None:
+        self.site, self.m, self.k, self.n, self.P = site, m, k, n, P
+        self.transform = biject_to(site["fn"].support)
+        self.event = site["fn"].event_dim
+        self.u_event = self.event - self.transform.codomain.event_dim + self.transform.domain.event_dim
+        u = self.transform.inv(site["value"])
+        self.u_shape = u.shape
+        self.flat = _per_unit(u.double(), site, m, k, n, P, self.u_event)  # (m, k, n, d)
+
+    def values(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Unconstrained ``z`` ``(m, k, n, d)`` -> the site's values and ``log |dx/dz|`` ``(m, k, n)``."""
+        u_dims = len(self.u_shape)
+        frames = [f for f in self.site["cond_indep_stack"] if f.name == UNITS]
+        dim = u_dims - self.u_event + frames[0].dim
+        moved = list(self.u_shape)
+        moved.insert(2, moved.pop(dim))
+        u = z.to(self.site["value"].dtype).reshape(moved).movedim(2, dim)
+        x = self.transform(u)
+        ladj = sum_rightmost(
+            self.transform.log_abs_det_jacobian(u, x), self.event - self.transform.codomain.event_dim
+        )
+        return x, _per_unit(ladj.double(), self.site, self.m, self.k, self.n, self.P).sum(-1)
+
+
+def _run(
+    model: Any,
+    args: tuple,
+    kwargs: Mapping[str, Any],
+    cond: Mapping[str, torch.Tensor],
+    m: int,
+    k: int,
+    P: int,
+    seed: int,
+    dev: torch.device,
+) -> Any:
+    with (
+        seeded(seed, dev),
+        on_device(dev),
+        torch.no_grad(),
+        pyro.validation_enabled(False),
+        pyro.plate("_ll_draws", m, dim=-(P + 2)),
+        pyro.plate("_ll_particles", k, dim=-(P + 1)),
+        poutine.condition(data=dict(cond)),
+    ):
+        return poutine.trace(model).get_trace(*args, **kwargs)
+
+
+class _Round:
+    """One round's particles for a chunk of draws: each latent's unconstrained values ``(m, k, n, d)``
+    and each particle's ``log p(latents) - log q(latents)`` ``(m, k, n)``."""
+
+    def __init__(self, trace: Any, latents: dict[str, torch.Tensor], shift: torch.Tensor) -> None:
+        self.trace, self.latents, self.shift = trace, latents, shift
+
+
+def _proposal(
+    rnd: _Round, full: torch.Tensor, prior_var: dict[str, torch.Tensor]
+) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """Per latent, the next round's Gaussian ``(mean, sd)``, each ``(m, 1, n, d)``, from the round's
+    particles weighed at the unit's full likelihood ``full`` ``(m, k, n)``."""
+    w = torch.softmax(full, dim=1).unsqueeze(-1)
+    ess = (1.0 / (w**2).sum(1, keepdim=True)).clamp_min(1.0)
+    out = {}
+    for name, z in rnd.latents.items():
+        mean = (w * z).sum(1, keepdim=True)
+        var = (w * (z - mean) ** 2).sum(1, keepdim=True)
+        # a round whose weight sits on few particles measures little spread: keep some of the
+        # prior's, fading as the effective number of particles grows
+        out[name] = mean, WIDEN * (var + prior_var[name] / (ess + 1.0)).sqrt()
+    return out
+
+
+def pointwise_log_likelihood(
+    post: CausalPosterior,
+    draws: Mapping[str, torch.Tensor] | None = None,
+    *,
+    particles: int = LOG_LIKELIHOOD_PARTICLES,
+    seed: int | None = None,
+    adapt: int = ADAPT_ROUNDS,
+    return_ess: bool = False,
+) -> dict[str, np.ndarray] | tuple[dict[str, np.ndarray], np.ndarray]:
+    """Per observed site, ``log p(v_i | v_{<i}, theta)`` with the unit's latents integrated out.
+
+    See the module docstring for the estimator, and :mod:`causal_pp.inference_data` for why the
+    latents are integrated out.
+
+    Parameters
+    ----------
+    post
+        The fitted posterior (its model, data and structure).
+    draws
+        Draws of the global parameters, each ``(S, *shape)`` (default: all of ``post``'s).
+    particles
+        Importance-sampling draws of each unit's latents per draw of the globals, per round.
+    seed
+        Seed of the particles (default: the fit's seed plus a fixed offset).
+    adapt
+        Rounds of adapted proposals after the prior's (0: the prior's particles alone).
+    return_ess
+        Also return the effective number of particles of each unit's last round at its full
+        likelihood, ``(S, n)``: near ``particles`` where the proposal fits, near 1 where one
+        particle carries the estimate.
+
+    Returns
+    -------
+    dict
+        Observed site -> array ``(S, n)``, in the DAG's topological order; the sites of a unit
+        sum to its marginal log-likelihood. With ``return_ess``, a pair ``(dict, ess)``.
+
+    Examples
+    --------
+    >>> import pyro, pyro.distributions as dist, torch
+    >>> from causal_pp import CausalGraph, CausalPosterior, causal_model, units
+    >>> @causal_model(CausalGraph.parse("X"))
+    ... def m(n):
+    ...     mu = pyro.sample("mu", dist.Normal(0.0, 1.0))
+    ...     with units(n):
+    ...         pyro.sample("X", dist.Normal(mu, 1.0))
+    >>> post = CausalPosterior(model=m, samples={"mu": torch.zeros(2)}, data={"X": torch.zeros(3)},
+    ...                        diagnostics={}, method="given", seed=0)
+    >>> ll = pointwise_log_likelihood(post)
+    >>> ll["X"].shape, round(float(ll["X"][0, 0]), 4)  # log N(0 | 0, 1)
+    ((2, 3), -0.9189)
+    """
+    particles = check.positive_int("particles", particles)
+    adapt = check.non_negative_int("adapt", adapt)
+    draws = dict(post.samples if draws is None else draws)
+    s = post.structure
+    P = s.max_plate_nesting
+    n = int(next(iter(post.data.values())).shape[0])
+    S = int(next(iter(draws.values())).shape[0]) if draws else 1
+    order = [v for v in post.graph.topological_order if v in post.data]
+    dev = post.device
+    data = {k: v.to(dev) for k, v in post.data.items()}
+    m_max = max(1, MAX_ELEMENTS // (particles * n * max(1, len(s.unit_sites))))
+    out = {v: np.empty((S, n)) for v in order}
+    ess = np.empty((S, n))
+    seed = post.seed + LOG_LIKELIHOOD_SEED_OFFSET if seed is None else check.seed(seed)
+    for a in range(0, S, m_max):
+        m = min(m_max, S - a)
+        cond: dict[str, torch.Tensor] = dict(data)
+        for k, v in draws.items():
+            info = s.sites[k]
+            cond[k] = v[a : a + m].reshape(m, 1, *([1] * (P - info.batch_ndim)), *info.shape).to(dev)
+        # the same particles for every chunk of draws (and every model with this seed)
+        chunk, chunk_ess = _chunk(post, cond, order, m, particles, n, seed, adapt, dev)
+        for v in order:
+            out[v][a : a + m] = chunk[v]
+        ess[a : a + m] = chunk_ess
+    return (out, ess) if return_ess else out
+
+
+def _chunk(
+    post: CausalPosterior,
+    cond: Mapping[str, torch.Tensor],
+    order: list[str],
+    m: int,
+    K: int,
+    n: int,
+    seed: int,
+    adapt: int,
+    dev: torch.device,
+) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """The estimate for one chunk of ``m`` draws: the prior's round, then ``adapt`` adapted ones."""
+    P = post.structure.max_plate_nesting
+
+    def run(c: Mapping[str, torch.Tensor], r: int) -> Any:
+        return _run(
+            post.model.fn, (n, *post.model_args), post.model_kwargs, c, m, K, P, seed + 104729 * r, dev
+        )
+
+    def latent_z(tr: Any) -> dict[str, torch.Tensor]:
+        return {name: _Latent(tr.nodes[name], m, K, n, P).flat for name in names}
+
+    tr = run(cond, 0)
+    names = [
+        name
+        for name, site in tr.nodes.items()
+        if site["type"] == "sample"
+        and not site["is_observed"]
+        and name in post.structure.sites
+        and post.structure.sites[name].per_unit
+    ]
+    if any(tr.nodes[name]["fn"].support.is_discrete for name in names) or not names:
+        adapt = 0  # no Gaussian form (or nothing to integrate): the prior's particles
+    rnd = _Round(tr, latent_z(tr) if adapt else {}, torch.zeros(m, K, n, dtype=torch.float64, device=dev))
+    prior_var = {name: z.var(1, keepdim=True) for name, z in rnd.latents.items()}
+    full = rnd.shift
+    for r in range(adapt + 1):
+        if r:
+            rnd = _adapted(run, cond, rnd, full, prior_var, names, m, K, n, P, r, seed, dev)
+        running, chunk = rnd.shift, {}
+        previous = torch.zeros(m, n, dtype=torch.float64, device=dev)
+        for v in order:
+            running = running + _site_log_prob(rnd.trace.nodes[v], m, K, n, P)
+            current = torch.logsumexp(running, dim=1) - math.log(K)
+            chunk[v] = (current - previous).cpu().numpy()
+            previous = current
+        full = running
+    w = torch.softmax(full, dim=1)
+    return chunk, (1.0 / (w**2).sum(1)).cpu().numpy()
+
+
+def _adapted(
+    run: Any,
+    cond: Mapping[str, torch.Tensor],
+    last: _Round,
+    full: torch.Tensor,
+    prior_var: dict[str, torch.Tensor],
+    names: list[str],
+    m: int,
+    K: int,
+    n: int,
+    P: int,
+    r: int,
+    seed: int,
+    dev: torch.device,
+) -> _Round:
+    """Round ``r``: the prior's particles (a :data:`DEFENSIVE` share) and the rest from each unit's
+    Gaussian fitted to round ``r - 1``, every particle weighed by the two proposals' mixture."""
+    gauss = _proposal(last, full, prior_var)
+    k0 = max(1, round(DEFENSIVE * K))
+    prior = run(cond, r)
+    gen = torch.Generator(device="cpu").manual_seed(int(seed) + 15485863 * r)
+    values, zs, log_gauss, log_jac = {}, {}, 0.0, 0.0
+    for name in names:
+        lat = _Latent(prior.nodes[name], m, K, n, P)
+        mean, sd = gauss[name]
+        eps = torch.randn((m, K - k0, *lat.flat.shape[2:]), generator=gen, dtype=torch.float64).to(dev)
+        z = torch.cat([lat.flat[:, :k0], mean + sd * eps], dim=1)
+        values[name], ladj = lat.values(z)
+        zs[name] = z
+        log_gauss = log_gauss + (-0.5 * ((z - mean) / sd) ** 2 - sd.log() - 0.5 * math.log(2 * math.pi)).sum(
+            -1
+        )
+        log_jac = log_jac + ladj
+    tr = run({**cond, **values}, 0)
+    log_prior = sum(_site_log_prob(tr.nodes[name], m, K, n, P) for name in names)
+    share = k0 / K  # a deterministic mixture: exactly this share of the particles is the prior's
+    log_q = torch.logaddexp(math.log(share) + log_prior, math.log1p(-share) + log_gauss - log_jac)
+    return _Round(tr, zs, log_prior - log_q)
