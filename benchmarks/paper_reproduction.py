@@ -315,6 +315,8 @@ def _markdown(table: pd.DataFrame, meta: dict[str, object]) -> str:
     runs = meta["runs"]
     m = runs[-1]["machine"] if runs else meta["machine"]
     fit_minutes_per_worker = float(meta["fit_seconds_total"]) / 60 / max(1, int(meta["jobs"]))
+    flagged = int(table["flagged"].sum()) if "flagged" in table else 0
+    guide = int(table["guide_draws"].sum()) if "guide_draws" in table else 0
     fitted_by = runs[-1]["command"] if runs else meta["command"]
     rendered = f" (this table rendered by `{meta['command']}`)" if fitted_by != meta["command"] else ""
     code = m.get("code") or {}  # runs from before provenance was recorded have none
@@ -338,11 +340,12 @@ def _markdown(table: pd.DataFrame, meta: dict[str, object]) -> str:
         "",
         *(
             [
-                f"{int(table['flagged'].sum())} cell(s) failed a fit or estimate diagnostic (see report.md); "
-                "they are included in the means above.",
+                f"{flagged} cell(s) failed a fit or estimate diagnostic (see report.md); "
+                f"{'all' if guide == flagged else guide} of them keep the guide's own draws (the table's "
+                "`draws` column; their coverage is given above). They are included in the means above.",
                 "",
             ]
-            if "flagged" in table and table["flagged"].sum()
+            if flagged
             else []
         ),
         "Paper mean AE: the paper's final result files (correct latent model, 20 replicates), "
