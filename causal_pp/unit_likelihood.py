@@ -8,18 +8,19 @@ order), the unit's latents integrated over; the sites of a unit sum to ``log p(u
 The integral is an importance-sampling average over ``particles`` draws of the unit's latents.
 A first round draws them from their prior given the unit's observed values. That proposal is
 poor for a unit whose observations sit in the tail: the few prior draws near its latents'
-posterior carry all the weight, and the estimate is biased low and noisy (on the front-door
-case at N = 200 one unit's log-likelihood came out 6 nats low with 64 prior particles, and the
-summed elpd 22 nats low). So :data:`ADAPT_ROUNDS` further rounds each draw from a Gaussian per
-unit and draw, fitted to the previous round's weighted particles in the latents' unconstrained
-space (widened by :data:`WIDEN`), mixed with the prior (a share :data:`DEFENSIVE` of the
-particles). The last round gives the estimate. Every round's estimator is unbiased for
-``p(v_{<=k,i} | theta)`` at every prefix ``k`` (a deterministic mixture of the two proposals,
-each particle weighed by the mixture's density), and the prior's share bounds each weight by
-``p(v_{<=k,i} | latents, theta) / DEFENSIVE``, so a poor fit of the Gaussian costs efficiency,
-never correctness. The log of the average is biased low by about ``var / (2 * particles)``,
-which adaptation makes small. Models with discrete per-unit latents keep the prior's
-particles (no Gaussian form); :func:`unit_log_likelihood_ess` says how well the particles did.
+posterior carry all the weight, and the estimate is biased low, by nats, and noisy
+(``benchmarks/log_likelihood.py`` measures it on the built-in cases). So :data:`ADAPT_ROUNDS`
+further rounds each draw from a Gaussian per unit and draw, fitted to the previous round's
+weighted particles in the latents' unconstrained space (widened by :data:`WIDEN`), mixed with
+the prior (a share :data:`DEFENSIVE` of the particles). The last round gives the estimate.
+Every round's average is unbiased for ``p(v_{<=k,i} | theta)`` at every prefix ``k`` (a
+deterministic mixture of the two proposals, each particle weighed by the mixture's density),
+and the prior's share bounds each weight by ``p(v_{<=k,i} | latents, theta) / DEFENSIVE``, so a
+poor fit of the Gaussian costs efficiency, never correctness. The log of an average is biased
+low by half its relative variance, ``(1 / ESS - 1 / particles) / 2`` to first order (the delta
+method, ESS the particles' effective number), which is added back. Models with discrete
+per-unit latents keep the prior's particles (no Gaussian form); ``return_ess=True`` says how
+well the particles did.
 """
 
 from __future__ import annotations
@@ -284,7 +285,11 @@ def _chunk(
         previous = torch.zeros(m, n, dtype=torch.float64, device=dev)
         for v in order:
             running = running + _site_log_prob(rnd.trace.nodes[v], m, K, n, P)
-            current = torch.logsumexp(running, dim=1) - math.log(K)
+            lse = torch.logsumexp(running, dim=1)
+            # the log of an average is biased low by half its relative variance; the weights
+            # estimate that as 1 / ESS - 1 / K (the delta method), which is added back
+            inv_ess = torch.exp(torch.logsumexp(2 * running, dim=1) - 2 * lse)
+            current = lse - math.log(K) + 0.5 * (inv_ess - 1.0 / K)
             chunk[v] = (current - previous).cpu().numpy()
             previous = current
         full = running
