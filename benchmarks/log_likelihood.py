@@ -4,7 +4,8 @@ For each case, one SVI fit at N units (the library's defaults, seed 0), then eac
 log-likelihood (its latents integrated out; :mod:`causal_pp.unit_likelihood`) on the first D
 posterior draws, three ways:
 
-* ``prior``    -- ``adapt=0``: the prior's particles alone (what to_arviz did before adaptation);
+* ``prior``    -- ``adapt=0``: the prior's particles alone (to_arviz's estimator before adaptation,
+  though with the log-average's bias correction, which it lacked);
 * ``adapted``  -- the default (the prior's round, then adapted rounds);
 * ``reference`` -- the adapted estimator with many particles (``--reference-particles``).
 
