@@ -26,7 +26,8 @@ well the particles did.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -67,89 +68,78 @@ DEFENSIVE = 0.25
 WIDEN = 1.5
 """The adapted Gaussian's SD, as a multiple of the weighted particles' SD: heavier than the
 target, as an importance proposal should be."""
+_HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
 
 
-def _site_log_prob(site: dict[str, Any], m: int, k: int, n: int, P: int) -> torch.Tensor:
+@dataclass(frozen=True)
+class _Dims:
+    """A chunk's sizes: ``m`` draws, ``k`` particles, ``n`` units, ``P`` plate dimensions."""
+
+    m: int
+    k: int
+    n: int
+    P: int
+
+
+def _unit_dim(site: dict[str, Any], ndim: int, event: int) -> int:
+    """Where the unit dimension sits in a tensor of ``ndim`` dims with ``event`` trailing ones."""
+    frames = [f for f in site["cond_indep_stack"] if f.name == UNITS]
+    return ndim - event + frames[0].dim if frames else ndim - event - 1
+
+
+def _per_unit(x: torch.Tensor, site: dict[str, Any], d: _Dims, event: int = 0) -> torch.Tensor:
+    """``x`` (the site's batch shape, then ``event`` dims) as ``(m, k, n, rest)``: the unit first."""
+    x = x.expand(torch.broadcast_shapes(x.shape, (d.m, d.k, *([1] * (d.P + event)))))
+    x = x.movedim(_unit_dim(site, x.dim(), event), 2)
+    return x.reshape(d.m, d.k, x.shape[2], -1).expand(d.m, d.k, d.n, -1)
+
+
+def _site_log_prob(site: dict[str, Any], d: _Dims) -> torch.Tensor:
     """One site's log density per (draw, particle, unit), other plates summed out (its
     ``poutine.scale`` and ``poutine.mask`` applied, as in the fit)."""
-    lp = site_log_density(site).double()
-    return _per_unit(lp, site, m, k, n, P).sum(-1)
-
-
-def _per_unit(
-    x: torch.Tensor, site: dict[str, Any], m: int, k: int, n: int, P: int, event: int = 0
-) -> torch.Tensor:
-    """``x`` (the site's batch shape, then ``event`` dims) as ``(m, k, n, rest)``: the unit first."""
-    x = x.expand(torch.broadcast_shapes(x.shape, (m, k, *([1] * (P + event)))))
-    frames = [f for f in site["cond_indep_stack"] if f.name == UNITS]
-    dim = x.dim() - event + frames[0].dim if frames else x.dim() - event - 1
-    x = x.movedim(dim, 2)
-    return x.reshape(m, k, x.shape[2], -1).expand(m, k, n, -1)
+    return _per_unit(site_log_density(site).double(), site, d).sum(-1)
 
 
 class _Latent:
-    """One per-unit latent site of a round's trace, in the unconstrained space of its support."""
+    """One per-unit latent site of a trace, in the unconstrained space of its support."""
 
-    def __init__(self, site: dict[str, Any], m: int, k: int, n: int, P: int) -> None:
-        self.site, self.m, self.k, self.n, self.P = site, m, k, n, P
+    def __init__(self, site: dict[str, Any], d: _Dims) -> None:
+        self.site, self.d = site, d
         self.transform = biject_to(site["fn"].support)
         self.event = site["fn"].event_dim
         self.u_event = self.event - self.transform.codomain.event_dim + self.transform.domain.event_dim
         u = self.transform.inv(site["value"])
         self.u_shape = u.shape
-        self.flat = _per_unit(u.double(), site, m, k, n, P, self.u_event)  # (m, k, n, d)
+        self.flat = _per_unit(u.double(), site, d, self.u_event)  # (m, k, n, size)
 
     def values(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Unconstrained ``z`` ``(m, k, n, d)`` -> the site's values and ``log |dx/dz|`` ``(m, k, n)``."""
-        u_dims = len(self.u_shape)
-        frames = [f for f in self.site["cond_indep_stack"] if f.name == UNITS]
-        dim = u_dims - self.u_event + frames[0].dim
-        moved = list(self.u_shape)
-        moved.insert(2, moved.pop(dim))
-        u = z.to(self.site["value"].dtype).reshape(moved).movedim(2, dim)
+        """Unconstrained ``z`` ``(m, K, n, size)``, any number ``K`` of particles -> the site's
+        values and ``log |dx/dz|`` ``(m, K, n)``."""
+        dim = _unit_dim(self.site, len(self.u_shape), self.u_event)
+        shape = [self.d.m, z.shape[1], *self.u_shape[2:]]
+        shape.insert(2, shape.pop(dim))
+        u = z.to(self.site["value"].dtype).reshape(shape).movedim(2, dim)
         x = self.transform(u)
-        ladj = sum_rightmost(
-            self.transform.log_abs_det_jacobian(u, x), self.event - self.transform.codomain.event_dim
-        )
-        return x, _per_unit(ladj.double(), self.site, self.m, self.k, self.n, self.P).sum(-1)
+        ladj = self.transform.log_abs_det_jacobian(u, x)
+        ladj = sum_rightmost(ladj, self.event - self.transform.codomain.event_dim)
+        return x, _per_unit(ladj.double(), self.site, replace(self.d, k=z.shape[1])).sum(-1)
 
 
-def _run(
-    model: Any,
-    args: tuple,
-    kwargs: Mapping[str, Any],
-    cond: Mapping[str, torch.Tensor],
-    m: int,
-    k: int,
-    P: int,
-    seed: int,
-    dev: torch.device,
-) -> Any:
-    with (
-        seeded(seed, dev),
-        on_device(dev),
-        torch.no_grad(),
-        pyro.validation_enabled(False),
-        pyro.plate("_ll_draws", m, dim=-(P + 2)),
-        pyro.plate("_ll_particles", k, dim=-(P + 1)),
-        poutine.condition(data=dict(cond)),
-    ):
-        return poutine.trace(model).get_trace(*args, **kwargs)
-
-
+@dataclass(frozen=True)
 class _Round:
-    """One round's particles for a chunk of draws: each latent's unconstrained values ``(m, k, n, d)``
-    and each particle's ``log p(latents) - log q(latents)`` ``(m, k, n)``."""
+    """One round's particles: each latent's unconstrained values ``(m, k, n, size)``, each
+    particle's ``log p(latents) - log q(latents)`` ``(m, k, n)``, and the trace at them."""
 
-    def __init__(self, trace: Any, latents: dict[str, torch.Tensor], shift: torch.Tensor) -> None:
-        self.trace, self.latents, self.shift = trace, latents, shift
+    trace: Any
+    latents: dict[str, torch.Tensor]
+    shift: torch.Tensor
 
 
 def _proposal(
     rnd: _Round, full: torch.Tensor, prior_var: dict[str, torch.Tensor]
 ) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
-    """Per latent, the next round's Gaussian ``(mean, sd)``, each ``(m, 1, n, d)``, from the round's
-    particles weighed at the unit's full likelihood ``full`` ``(m, k, n)``."""
+    """Per latent, the next round's Gaussian ``(mean, sd)``, each ``(m, 1, n, size)``, from the
+    round's particles weighed at the unit's full likelihood ``full`` ``(m, k, n)``."""
     w = torch.softmax(full, dim=1).unsqueeze(-1)
     ess = (1.0 / (w**2).sum(1, keepdim=True)).clamp_min(1.0)
     out = {}
@@ -235,7 +225,7 @@ def pointwise_log_likelihood(
             info = s.sites[k]
             cond[k] = v[a : a + m].reshape(m, 1, *([1] * (P - info.batch_ndim)), *info.shape).to(dev)
         # the same particles for every chunk of draws (and every model with this seed)
-        chunk, chunk_ess = _chunk(post, cond, order, m, particles, n, seed, adapt, dev)
+        chunk, chunk_ess = _chunk(post, cond, order, _Dims(m, particles, n, P), seed, adapt)
         for v in order:
             out[v][a : a + m] = chunk[v]
         ess[a : a + m] = chunk_ess
@@ -243,53 +233,53 @@ def pointwise_log_likelihood(
 
 
 def _chunk(
-    post: CausalPosterior,
-    cond: Mapping[str, torch.Tensor],
-    order: list[str],
-    m: int,
-    K: int,
-    n: int,
-    seed: int,
-    adapt: int,
-    dev: torch.device,
+    post: CausalPosterior, cond: Mapping[str, torch.Tensor], order: list[str], d: _Dims, seed: int, adapt: int
 ) -> tuple[dict[str, np.ndarray], np.ndarray]:
-    """The estimate for one chunk of ``m`` draws: the prior's round, then ``adapt`` adapted ones."""
-    P = post.structure.max_plate_nesting
+    """The estimate for one chunk of draws: the prior's round, then ``adapt`` adapted ones."""
+    dev = post.device
 
-    def run(c: Mapping[str, torch.Tensor], r: int) -> Any:
-        return _run(
-            post.model.fn, (n, *post.model_args), post.model_kwargs, c, m, K, P, seed + 104729 * r, dev
-        )
+    def run(values: Mapping[str, torch.Tensor], r: int, k: int) -> Any:
+        """The program, conditioned on ``cond`` and ``values``, its unconditioned sites drawn with
+        ``k`` particles per draw and unit (round ``r``'s random stream)."""
+        with (
+            seeded(seed + 104729 * r, dev),
+            on_device(dev),
+            torch.no_grad(),
+            pyro.validation_enabled(False),
+            pyro.plate("_ll_draws", d.m, dim=-(d.P + 2)),
+            pyro.plate("_ll_particles", k, dim=-(d.P + 1)),
+            poutine.condition(data={**cond, **values}),
+        ):
+            return poutine.trace(post.model.fn).get_trace(d.n, *post.model_args, **post.model_kwargs)
 
-    def latent_z(tr: Any) -> dict[str, torch.Tensor]:
-        return {name: _Latent(tr.nodes[name], m, K, n, P).flat for name in names}
-
-    tr = run(cond, 0)
+    tr = run({}, 0, d.k)
+    unit_sites = post.structure.sites
     names = [
         name
         for name, site in tr.nodes.items()
         if site["type"] == "sample"
         and not site["is_observed"]
-        and name in post.structure.sites
-        and post.structure.sites[name].per_unit
+        and name in unit_sites
+        and unit_sites[name].per_unit
     ]
-    if any(tr.nodes[name]["fn"].support.is_discrete for name in names) or not names:
-        adapt = 0  # no Gaussian form (or nothing to integrate): the prior's particles
-    rnd = _Round(tr, latent_z(tr) if adapt else {}, torch.zeros(m, K, n, dtype=torch.float64, device=dev))
-    prior_var = {name: z.var(1, keepdim=True) for name, z in rnd.latents.items()}
-    full = rnd.shift
+    if not names or any(tr.nodes[name]["fn"].support.is_discrete for name in names):
+        adapt = 0  # nothing to integrate, or no Gaussian form: the prior's particles
+    latents = {name: _Latent(tr.nodes[name], d).flat for name in names} if adapt else {}
+    rnd = _Round(tr, latents, torch.zeros(d.m, d.k, d.n, dtype=torch.float64, device=dev))
+    prior_var = {name: z.var(1, keepdim=True) for name, z in latents.items()}
+    full = rnd.shift  # each round's log weights at the unit's full likelihood
     for r in range(adapt + 1):
         if r:
-            rnd = _adapted(run, cond, rnd, full, prior_var, names, m, K, n, P, r, seed, dev)
+            rnd = _adapted(run, rnd, full, prior_var, d, r, seed)
         running, chunk = rnd.shift, {}
-        previous = torch.zeros(m, n, dtype=torch.float64, device=dev)
+        previous = torch.zeros(d.m, d.n, dtype=torch.float64, device=dev)
         for v in order:
-            running = running + _site_log_prob(rnd.trace.nodes[v], m, K, n, P)
+            running = running + _site_log_prob(rnd.trace.nodes[v], d)
             lse = torch.logsumexp(running, dim=1)
             # the log of an average is biased low by half its relative variance; the weights
             # estimate that as 1 / ESS - 1 / K (the delta method), which is added back
             inv_ess = torch.exp(torch.logsumexp(2 * running, dim=1) - 2 * lse)
-            current = lse - math.log(K) + 0.5 * (inv_ess - 1.0 / K)
+            current = lse - math.log(d.k) + 0.5 * (inv_ess - 1.0 / d.k)
             chunk[v] = (current - previous).cpu().numpy()
             previous = current
         full = running
@@ -298,40 +288,32 @@ def _chunk(
 
 
 def _adapted(
-    run: Any,
-    cond: Mapping[str, torch.Tensor],
+    run: Callable[..., Any],
     last: _Round,
     full: torch.Tensor,
     prior_var: dict[str, torch.Tensor],
-    names: list[str],
-    m: int,
-    K: int,
-    n: int,
-    P: int,
+    d: _Dims,
     r: int,
     seed: int,
-    dev: torch.device,
 ) -> _Round:
     """Round ``r``: the prior's particles (a :data:`DEFENSIVE` share) and the rest from each unit's
     Gaussian fitted to round ``r - 1``, every particle weighed by the two proposals' mixture."""
     gauss = _proposal(last, full, prior_var)
-    k0 = max(1, round(DEFENSIVE * K))
-    prior = run(cond, r)
+    k0 = max(1, round(DEFENSIVE * d.k))
+    prior = run({}, r, k0)  # fresh draws: the Gaussian was fitted to the last round's
     gen = torch.Generator(device="cpu").manual_seed(int(seed) + 15485863 * r)
     values, zs, log_gauss, log_jac = {}, {}, 0.0, 0.0
-    for name in names:
-        lat = _Latent(prior.nodes[name], m, K, n, P)
-        mean, sd = gauss[name]
-        eps = torch.randn((m, K - k0, *lat.flat.shape[2:]), generator=gen, dtype=torch.float64).to(dev)
-        z = torch.cat([lat.flat[:, :k0], mean + sd * eps], dim=1)
+    for name, (mean, sd) in gauss.items():
+        lat = _Latent(prior.nodes[name], replace(d, k=k0))
+        size = (d.m, d.k - k0, d.n, lat.flat.shape[-1])
+        eps = torch.randn(size, generator=gen, dtype=torch.float64).to(mean.device)
+        z = torch.cat([lat.flat, mean + sd * eps], dim=1)
         values[name], ladj = lat.values(z)
         zs[name] = z
-        log_gauss = log_gauss + (-0.5 * ((z - mean) / sd) ** 2 - sd.log() - 0.5 * math.log(2 * math.pi)).sum(
-            -1
-        )
+        log_gauss = log_gauss + (-0.5 * ((z - mean) / sd) ** 2 - sd.log() - _HALF_LOG_2PI).sum(-1)
         log_jac = log_jac + ladj
-    tr = run({**cond, **values}, 0)
-    log_prior = sum(_site_log_prob(tr.nodes[name], m, K, n, P) for name in names)
-    share = k0 / K  # a deterministic mixture: exactly this share of the particles is the prior's
+    tr = run(values, 0, d.k)
+    log_prior = sum(_site_log_prob(tr.nodes[name], d) for name in gauss)
+    share = k0 / d.k  # a deterministic mixture: exactly this share of the particles is the prior's
     log_q = torch.logaddexp(math.log(share) + log_prior, math.log1p(-share) + log_gauss - log_jac)
     return _Round(tr, zs, log_prior - log_q)
