@@ -110,7 +110,10 @@ class _Latent:
         self.u_event = self.event - self.transform.codomain.event_dim + self.transform.domain.event_dim
         u = self.transform.inv(site["value"])
         self.u_shape = u.shape
-        self.flat = _per_unit(u.double(), site, d, self.u_event)  # (m, k, n, size)
+        # a value on its support's edge in float32 (exp underflowing to 0) is -inf here: kept
+        # finite, so the weighted moments stay numbers (the value it maps back to is the same)
+        u = torch.nan_to_num(u.double(), nan=0.0, posinf=1e6, neginf=-1e6)
+        self.flat = _per_unit(u, site, d, self.u_event)  # (m, k, n, size)
 
     def values(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Unconstrained ``z`` ``(m, K, n, size)``, any number ``K`` of particles -> the site's
