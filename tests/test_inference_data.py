@@ -154,67 +154,62 @@ def confounded(n):
         pyro.sample("Y", dist.Normal(x + 2.0 * u, 0.5))
 
 
+def confounded_exact(
+    x: torch.Tensor, y: torch.Tensor, mu: torch.Tensor, a: torch.Tensor
+) -> tuple[np.ndarray, np.ndarray]:
+    """``confounded``'s log p(X) and log p(Y | X) in closed form, ``(draws, units)``."""
+    mu, a = mu[:, None], a[:, None]
+    var_x = a**2 + 1.0
+    # Y - X = 2U + e'; given X, U ~ N(a (X - mu) / var_x, 1 / var_x)
+    mean_u, var_u = a * (x - mu) / var_x, 1.0 / var_x
+    exact_x = torch.distributions.Normal(mu, var_x.sqrt()).log_prob(x)
+    exact_y = torch.distributions.Normal(x + 2.0 * mean_u, (4.0 * var_u + 0.25).sqrt()).log_prob(y)
+    return exact_x.numpy(), exact_y.numpy()
+
+
+def unbiased(err: np.ndarray) -> np.ndarray:
+    """Per unit, whether errors ``(seeds, ...)`` average to 0 within 4 s.e. (their spread over
+    seeds), allowing the log of an average its low bias of about half its variance."""
+    sd = err.std(0, ddof=1)
+    return np.abs(err.mean(0)) <= 4.0 * sd / np.sqrt(len(err)) + sd**2 / 2
+
+
+def given(model, samples, data):  # type: ignore[no-untyped-def]
+    return CausalPosterior(model=model, samples=samples, data=data, diagnostics={}, method="given", seed=0)
+
+
 def test_log_likelihood_integrates_the_latents_out_exactly() -> None:
     """X = mu + aU + e, Y = X + 2U + e': log p(X) and log p(Y | X) are Gaussian in closed form."""
     x = torch.tensor([-1.0, 0.0, 0.5, 2.0])
     y = torch.tensor([0.0, -1.0, 1.5, 4.0])
     mu, a = torch.tensor([0.3, -0.2]), torch.tensor([0.8, 1.5])
-    post = CausalPosterior(
-        model=confounded,
-        samples={"mu": mu, "a": a},
-        data={"X": x, "Y": y},
-        diagnostics={},
-        method="given",
-        seed=0,
-    )
-    ll = pointwise_log_likelihood(post, particles=20000)
-    for i in range(2):
-        var_x = a[i] ** 2 + 1.0
-        exact_x = torch.distributions.Normal(mu[i], var_x.sqrt()).log_prob(x)
-        # Y - X = 2U + e'; given X, U ~ N(a (X - mu) / var_x, 1 / var_x)
-        mean_u, var_u = a[i] * (x - mu[i]) / var_x, 1.0 / var_x
-        exact_y = torch.distributions.Normal(x + 2.0 * mean_u, (4.0 * var_u + 0.25).sqrt()).log_prob(y)
-        np.testing.assert_allclose(ll["X"][i], exact_x.numpy(), atol=0.03)
-        np.testing.assert_allclose(ll["Y"][i], exact_y.numpy(), atol=0.05)
+    ll = pointwise_log_likelihood(given(confounded, {"mu": mu, "a": a}, {"X": x, "Y": y}), particles=20000)
+    exact_x, exact_y = confounded_exact(x, y, mu, a)
+    np.testing.assert_allclose(ll["X"], exact_x, atol=0.03)
+    np.testing.assert_allclose(ll["Y"], exact_y, atol=0.05)
     # conditioning on a latent draw instead would make Y's log density far higher (sd 0.5, not ~1)
     assert list(ll) == ["X", "Y"]
 
 
 def test_a_unit_in_the_tail_gets_its_log_likelihood_at_the_default_particles() -> None:
     """A unit 4 SDs out: prior particles rarely reach its latent, adapted ones do. Over 8 seeds,
-    each unit's mean error is within 4 standard errors (from the spread over seeds) of the
-    closed form, allowing the log's known low bias (half the variance)."""
+    each unit's mean error is within 4 standard errors of the closed form (:func:`unbiased`)."""
     x = torch.tensor([0.0, 8.0, -0.5])
     y = torch.tensor([0.5, 14.0, -1.0])
     mu, a = torch.tensor([0.3, -0.2]), torch.tensor([0.8, 1.5])
-    post = CausalPosterior(
-        model=confounded,
-        samples={"mu": mu, "a": a},
-        data={"X": x, "Y": y},
-        diagnostics={},
-        method="given",
-        seed=0,
-    )
-    var_x = a[:, None] ** 2 + 1.0
-    mean_u, var_u = a[:, None] * (x - mu[:, None]) / var_x, 1.0 / var_x
-    exact = torch.distributions.Normal(mu[:, None], var_x.sqrt()).log_prob(x) + torch.distributions.Normal(
-        x + 2.0 * mean_u, (4.0 * var_u + 0.25).sqrt()
-    ).log_prob(y)
+    post = given(confounded, {"mu": mu, "a": a}, {"X": x, "Y": y})
+    exact = sum(confounded_exact(x, y, mu, a))
 
     def errors(**kwargs: int) -> np.ndarray:
         runs = [pointwise_log_likelihood(post, seed=seed, **kwargs) for seed in range(8)]
-        return np.stack([ll["X"] + ll["Y"] - exact.numpy() for ll in runs])
-
-    def within(err: np.ndarray) -> np.ndarray:
-        sd = err.std(0, ddof=1)
-        return np.abs(err.mean(0)) <= 4.0 * sd / np.sqrt(len(err)) + sd**2 / 2
+        return np.stack([ll["X"] + ll["Y"] - exact for ll in runs])
 
     def tail_as_good(err: np.ndarray) -> np.ndarray:  # the tail unit's spread against the others'
         sd = err.std(0, ddof=1)
         return sd[:, 1] <= 3.0 * sd[:, [0, 2]].max(1)
 
     adapted = errors()
-    assert within(adapted).all() and tail_as_good(adapted).all()
+    assert unbiased(adapted).all() and tail_as_good(adapted).all()
     prior_only = errors(adapt=0)  # 64 prior particles: the tail unit nats too low, and noisy
     assert not tail_as_good(prior_only).any() and (prior_only[:, :, 1].mean(0) < -1.0).all()
 
@@ -229,19 +224,12 @@ def gamma_latent(n):  # type: ignore[no-untyped-def]
 
 def test_a_positive_latent_is_integrated_in_its_unconstrained_space() -> None:
     """A Gamma latent (the adapted Gaussian lives on log U, the Jacobian taken): against the
-    marginal by quadrature, over 8 seeds, the mean error is within 4 s.e. (spread over seeds)
-    plus the log's residual bias; the prior's particles miss the tail unit (X = 9) by nats."""
+    marginal by quadrature, over 8 seeds, the mean error is within 4 s.e. (:func:`unbiased`);
+    the prior's particles miss the tail unit (X = 9) by nats."""
     integrate, stats = pytest.importorskip("scipy.integrate"), pytest.importorskip("scipy.stats")
     x = torch.tensor([0.5, 2.0, 9.0])
     rates = (1.0, 1.5)
-    post = CausalPosterior(
-        model=gamma_latent,
-        samples={"r": torch.tensor(rates)},
-        data={"X": x},
-        diagnostics={},
-        method="given",
-        seed=0,
-    )
+    post = given(gamma_latent, {"r": torch.tensor(rates)}, {"X": x})
 
     def marginal(xi: float, r: float) -> float:
         def f(u: float) -> float:
@@ -256,9 +244,7 @@ def test_a_positive_latent_is_integrated_in_its_unconstrained_space() -> None:
             [pointwise_log_likelihood(post, seed=seed, **kwargs)["X"] - exact for seed in range(8)]
         )
 
-    adapted = errors()
-    sd = adapted.std(0, ddof=1)
-    assert (np.abs(adapted.mean(0)) <= 4.0 * sd / np.sqrt(len(adapted)) + sd**2 / 2).all()
+    assert unbiased(errors()).all()
     assert (errors(adapt=0)[:, :, 2].mean(0) < -1.0).all()
 
 
@@ -270,21 +256,10 @@ def test_the_log_of_the_average_is_corrected_for_its_bias() -> None:
     n, particles = 4000, 16
     x, y = torch.zeros(n), torch.full((n,), 0.5)
     mu, a = torch.tensor([0.3]), torch.tensor([0.8])
-    post = CausalPosterior(
-        model=confounded,
-        samples={"mu": mu, "a": a},
-        data={"X": x, "Y": y},
-        diagnostics={},
-        method="given",
-        seed=0,
-    )
-    var_x = a**2 + 1.0
-    mean_u, var_u = a * (x - mu) / var_x, 1.0 / var_x
-    exact = torch.distributions.Normal(mu, var_x.sqrt()).log_prob(x) + torch.distributions.Normal(
-        x + 2.0 * mean_u, (4.0 * var_u + 0.25).sqrt()
-    ).log_prob(y)
+    post = given(confounded, {"mu": mu, "a": a}, {"X": x, "Y": y})
+    exact = sum(confounded_exact(x, y, mu, a))
     ll, ess = pointwise_log_likelihood(post, particles=particles, return_ess=True)
-    err = (ll["X"] + ll["Y"] - exact.numpy())[0]
+    err = (ll["X"] + ll["Y"] - exact)[0]
     se = err.std() / np.sqrt(n)
     assert abs(err.mean()) < 4.0 * se
     raw = err - 0.5 * (1.0 / ess[0] - 1.0 / particles)
