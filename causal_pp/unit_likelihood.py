@@ -18,9 +18,13 @@ deterministic mixture of the two proposals, each particle weighed by the mixture
 and the prior's share bounds each weight by ``p(v_{<=k,i} | latents, theta) / DEFENSIVE``, so a
 poor fit of the Gaussian costs efficiency, never correctness. The log of an average is biased
 low by half its relative variance, ``(1 / ESS - 1 / particles) / 2`` to first order (the delta
-method, ESS the particles' effective number), which is added back. Models with discrete
-per-unit latents keep the prior's particles (no Gaussian form); ``return_ess=True`` says how
-well the particles did.
+method, ESS the particles' effective number), which is added back.
+
+Discrete per-unit latents have no Gaussian form. Where every per-unit latent is discrete with
+one finite support, at most ``particles`` joint values in all (a Bernoulli, a few categories),
+the particles are those values, each weighed by its prior probability: the sum over them,
+exact. Otherwise a model with discrete latents keeps the prior's particles.
+``return_ess=True`` says how well the particles did.
 """
 
 from __future__ import annotations
@@ -130,12 +134,14 @@ class _Latent:
 
 @dataclass(frozen=True)
 class _Round:
-    """One round's particles: each latent's unconstrained values ``(m, k, n, size)``, each
+    """One round's ``k`` particles: each latent's unconstrained values ``(m, k, n, size)``, each
     particle's ``log p(latents) - log q(latents)`` ``(m, k, n)``, and the trace at them."""
 
     trace: Any
     latents: dict[str, torch.Tensor]
     shift: torch.Tensor
+    k: int
+    exact: bool = False  # every latent value enumerated: a sum, not an estimate
 
 
 def _proposal(
@@ -184,7 +190,7 @@ def pointwise_log_likelihood(
     return_ess
         Also return the effective number of particles of each unit's last round at its full
         likelihood, ``(S, n)``: near ``particles`` where the proposal fits, near 1 where one
-        particle carries the estimate.
+        particle carries the estimate, infinite where discrete latents were summed exactly.
 
     Returns
     -------
@@ -265,10 +271,12 @@ def _chunk(
         and name in unit_sites
         and unit_sites[name].per_unit
     ]
-    if not names or any(tr.nodes[name]["fn"].support.is_discrete for name in names):
-        adapt = 0  # nothing to integrate, or no Gaussian form: the prior's particles
+    discrete = bool(names) and all(tr.nodes[name]["fn"].support.is_discrete for name in names)
+    enumerated = _enumerated(run, tr, names, d) if discrete else None
+    if not names or discrete:
+        adapt = 0  # nothing to integrate, or no Gaussian form: the prior's particles, or the sum
     latents = {name: _Latent(tr.nodes[name], d).flat for name in names} if adapt else {}
-    rnd = _Round(tr, latents, torch.zeros(d.m, d.k, d.n, dtype=torch.float64, device=dev))
+    rnd = enumerated or _Round(tr, latents, torch.zeros(d.m, d.k, d.n, dtype=torch.float64, device=dev), d.k)
     prior_var = {name: z.var(1, keepdim=True) for name, z in latents.items()}
     full = rnd.shift  # each round's log weights at the unit's full likelihood
     for r in range(adapt + 1):
@@ -277,15 +285,17 @@ def _chunk(
         running, chunk = rnd.shift, {}
         previous = torch.zeros(d.m, d.n, dtype=torch.float64, device=dev)
         for v in order:
-            running = running + _site_log_prob(rnd.trace.nodes[v], d)
+            running = running + _site_log_prob(rnd.trace.nodes[v], replace(d, k=rnd.k))
             lse = torch.logsumexp(running, dim=1)
             # the log of an average is biased low by half its relative variance; the weights
             # estimate that as 1 / ESS - 1 / K (the delta method), which is added back
             inv_ess = torch.exp(torch.logsumexp(2 * running, dim=1) - 2 * lse)
-            current = lse - math.log(d.k) + 0.5 * (inv_ess - 1.0 / d.k)
+            current = lse - math.log(rnd.k) + (0.0 if rnd.exact else 0.5 * (inv_ess - 1.0 / rnd.k))
             chunk[v] = (current - previous).cpu().numpy()
             previous = current
         full = running
+    if rnd.exact:
+        return chunk, np.full((d.m, d.n), np.inf)
     w = torch.softmax(full, dim=1)
     return chunk, (1.0 / (w**2).sum(1)).cpu().numpy()
 
@@ -319,4 +329,37 @@ def _adapted(
     log_prior = sum(_site_log_prob(tr.nodes[name], d) for name in gauss)
     share = k0 / d.k  # a deterministic mixture: exactly this share of the particles is the prior's
     log_q = torch.logaddexp(math.log(share) + log_prior, math.log1p(-share) + log_gauss - log_jac)
-    return _Round(tr, zs, log_prior - log_q)
+    return _Round(tr, zs, log_prior - log_q, d.k)
+
+
+def _enumerated(run: Callable[..., Any], tr: Any, names: list[str], d: _Dims) -> _Round | None:
+    """Where every per-unit latent is discrete with one finite support, at most ``d.k`` joint
+    values in all: those values as the particles, each weighed by its prior probability, so that
+    the average is the sum over them, exactly. None where they are not (the prior's particles then)."""
+    supports = []
+    for name in names:
+        fn = tr.nodes[name]["fn"]
+        if not fn.has_enumerate_support:
+            return None
+        try:
+            support = fn.enumerate_support(expand=False)  # the same for every draw and unit
+        except NotImplementedError:  # e.g. a Binomial whose total count varies
+            return None
+        supports.append(support.reshape(support.shape[0], *fn.event_shape))
+    sizes = [len(support) for support in supports]
+    k = math.prod(sizes)
+    if k > d.k:
+        return None
+    grid = torch.meshgrid(*[torch.arange(size) for size in sizes], indexing="ij")
+    index = torch.stack(grid, -1).reshape(k, len(sizes))
+    values = {}
+    for j, (name, support) in enumerate(zip(names, supports, strict=True)):
+        shape = (d.m, k, *tr.nodes[name]["value"].shape[2:])
+        event = support.dim() - 1
+        picked = support[index[:, j].to(support.device)]
+        values[name] = picked.reshape(1, k, *([1] * (len(shape) - 2 - event)), *picked.shape[1:]).expand(
+            shape
+        )
+    trace = run(values, 0, k)
+    log_prior = sum(_site_log_prob(trace.nodes[name], replace(d, k=k)) for name in names)
+    return _Round(trace, {}, log_prior + math.log(k), k, exact=True)

@@ -248,6 +248,39 @@ def test_a_positive_latent_is_integrated_in_its_unconstrained_space() -> None:
     assert (errors(adapt=0)[:, :, 2].mean(0) < -1.0).all()
 
 
+@causal_model(CausalGraph.parse("U -> X; V -> X; U -> Y; X -> Y", latent=["U", "V"]))
+def discrete_latents(n):  # type: ignore[no-untyped-def]
+    p = pyro.sample("p", dist.Beta(2.0, 2.0))
+    with units(n):
+        u = pyro.sample("U", dist.Bernoulli(p))
+        v = pyro.sample("V", dist.Categorical(torch.tensor([0.2, 0.3, 0.5])))
+        x = pyro.sample("X", dist.Normal(2.0 * u + v, 1.0))
+        pyro.sample("Y", dist.Normal(x + u, 1.0))
+
+
+def test_discrete_latents_are_summed_exactly() -> None:
+    """A Bernoulli and a three-way categorical latent per unit: their 6 joint values are summed
+    over, so the log-likelihood is exact (and its ESS reported as infinite); with fewer particles
+    than joint values the prior's particles are used, and are not exact."""
+    x, y = torch.tensor([0.0, 2.0, 5.0]), torch.tensor([0.0, 3.0, 7.0])
+    ps = (0.3, 0.6)
+    post = given(discrete_latents, {"p": torch.tensor(ps)}, {"X": x, "Y": y})
+    normal = torch.distributions.Normal
+    exact_x, exact = np.zeros((2, 3)), np.zeros((2, 3))
+    for i, p in enumerate(ps):
+        for u, pu in ((0, 1 - p), (1, p)):
+            for v, pv in enumerate((0.2, 0.3, 0.5)):
+                px = normal(2.0 * u + v, 1.0).log_prob(x).exp().numpy()
+                exact_x[i] += pu * pv * px
+                exact[i] += pu * pv * px * normal(x + u, 1.0).log_prob(y).exp().numpy()
+    ll, ess = pointwise_log_likelihood(post, return_ess=True)
+    np.testing.assert_allclose(ll["X"], np.log(exact_x), atol=1e-5)
+    np.testing.assert_allclose(ll["X"] + ll["Y"], np.log(exact), atol=1e-5)
+    assert np.isinf(ess).all()
+    sampled, sampled_ess = pointwise_log_likelihood(post, particles=5, return_ess=True)
+    assert np.isfinite(sampled_ess).all() and not np.allclose(sampled["X"], np.log(exact_x), atol=1e-5)
+
+
 def test_the_log_of_the_average_is_corrected_for_its_bias() -> None:
     """4000 units with the same values, so the same exact log-likelihood: their mean error is the
     estimator's bias, to within 4 of its standard errors. The log of an importance average is
